@@ -1,0 +1,405 @@
+"""Every read the dashboard makes, through the read-only query layer (`tooltrail.query`).
+
+Each method issues a bounded query: aggregates over a time range, or a limited / paged list.
+Failures become `DataError` with a message that tells the analyst what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from dashboard.timeutil import TimeRange, to_dt
+from tooltrail.logs import get_logger
+
+log = get_logger("tooltrail.dashboard.data")
+
+SEVERITIES = ("critical", "high", "medium", "low")
+STATUSES = ("open", "acknowledged", "resolved")
+SEVERITY_RANK_SQL = (
+    "case lower(severity) when 'critical' then 5 when 'high' then 4 when 'medium' then 3 "
+    "when 'low' then 2 when 'info' then 1 else 0 end"
+)
+ALERT_SORT_COLUMNS = {
+    "severity": SEVERITY_RANK_SQL,
+    "last_seen": "last_seen",
+    "first_seen": "first_seen",
+    "rule_id": "rule_id",
+    "title": "title",
+    "status": "status",
+    "principal": "principal",
+    "session": "session",
+    "match_count": "match_count",
+    "alert_id": "alert_id",
+}
+TIMELINE_COLUMNS = (
+    "event_id, ts, principal, agent, session, server, tool, decision, result, reason, error, "
+    "latency_ms, result_bytes, scope_checked, chain_id, seq, redaction_count"
+)
+
+
+class DataError(Exception):
+    """A read failed; the message is shown to the analyst as is."""
+
+
+def parse_json(value: Any, default: Any = None) -> Any:
+    if value is None:
+        return default
+    if isinstance(value, (list, dict)):
+        return value
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _friendly(exc: Exception) -> str:
+    text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    low = text.lower()
+    if "timeout" in low or "timed out" in low or "interrupt" in low:
+        return f"The query took too long ({text}). Narrow the time range or add filters."
+    if "does not exist" in low or "not found" in low and ("table" in low or "view" in low):
+        return f"The store has no such data yet ({text})."
+    return text
+
+
+class DashboardData:
+    """Reads for the pages. `query` is a `tooltrail.query.ReadOnlyQuery` (or anything with the
+    same `sql(sql, params=, limit=, timeout_s=)` method)."""
+
+    def __init__(self, config: Any, query: Any = None) -> None:
+        self.config = config
+        self.settings = config.dashboard
+        self._query = query
+        self._lock = threading.Lock()
+        self._cache: dict[tuple, tuple[float, Any]] = {}
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def query(self) -> Any:
+        if self._query is None:
+            with self._lock:
+                if self._query is None:
+                    from tooltrail.query import ReadOnlyQuery
+
+                    self._query = ReadOnlyQuery(self.config)
+        return self._query
+
+    def rows(
+        self, sql: str, params: Sequence[Any] | None = None, *, limit: int = 1000, timeout_s: float | None = None
+    ) -> list[dict[str, Any]]:
+        t0 = time.perf_counter()
+        try:
+            tbl = self.query.sql(
+                sql,
+                params=list(params) if params else None,
+                limit=limit,
+                timeout_s=timeout_s or self.settings.page_timeout_s,
+            )
+        except Exception as exc:  # the query layer's own errors, DuckDB's, timeouts
+            log.warning("dashboard_query_failed", error_type=type(exc).__name__, error=str(exc)[:300])
+            raise DataError(_friendly(exc)) from exc
+        out = tbl.to_pylist()
+        ms = (time.perf_counter() - t0) * 1000
+        if ms > 500:
+            log.info("dashboard_slow_query", ms=round(ms, 1), sql=" ".join(sql.split())[:200])
+        return out
+
+    def one(self, sql: str, params: Sequence[Any] | None = None) -> dict[str, Any] | None:
+        r = self.rows(sql, params, limit=1)
+        return r[0] if r else None
+
+    def cached(self, key: tuple, ttl: float, fn: Any) -> Any:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit and now - hit[0] < ttl:
+            return hit[1]
+        value = fn()
+        if len(self._cache) > 256:
+            self._cache.clear()
+        self._cache[key] = (now, value)
+        return value
+
+    def has_view(self, name: str) -> bool:
+        def probe() -> bool:
+            try:
+                self.rows(f"select * from {name} limit 0", limit=1)
+                return True
+            except DataError:
+                return False
+
+        return self.cached(("view", name), 30.0, probe)
+
+    # ------------------------------------------------------------------ overview
+    def overview(self, tr: TimeRange) -> dict[str, Any]:
+        b_us = tr.bucket_seconds() * 1_000_000
+        p = [tr.start, tr.end]
+        series = self.rows(
+            "select (epoch_us(ts) // ?) * ? as bucket, decision, count(*) as n from events "
+            "where ts >= ? and ts < ? group by all order by bucket",
+            [b_us, b_us, *p],
+            limit=5000,
+        )
+        kpi = (
+            self.one(
+                "select count(*) as events, count(*) filter (where decision = 'deny') as denies, "
+                "count(*) filter (where result in ('error', 'timeout')) as errors, "
+                "approx_count_distinct(principal) as principals, approx_count_distinct(session) as sessions, "
+                "max(ts) as latest from events where ts >= ? and ts < ?",
+                p,
+            )
+            or {}
+        )
+        top = self.rows(
+            "with g as (select principal, tool, server, grouping(principal, tool, server) as gid, count(*) as n, "
+            "count(*) filter (where decision = 'deny') as denies from events where ts >= ? and ts < ? "
+            "group by grouping sets ((principal), (tool), (server))) "
+            "select * from g qualify row_number() over (partition by gid order by n desc) <= 10",
+            p,
+            limit=100,
+        )
+        tops: dict[str, list[dict]] = {"principal": [], "tool": [], "server": []}
+        for r in top:
+            for k in tops:
+                if r["gid"] == {"principal": 3, "tool": 5, "server": 6}[k]:
+                    tops[k].append({"name": r[k], "n": r["n"], "denies": r["denies"]})
+        for v in tops.values():
+            v.sort(key=lambda r: -r["n"])
+        return {"bucket_s": b_us // 1_000_000, "series": series, "kpi": kpi, "top": tops}
+
+    def principal_volume(self, tr: TimeRange, principal: str) -> list[dict]:
+        b_us = tr.bucket_seconds() * 1_000_000
+        return self.rows(
+            "select (epoch_us(ts) // ?) * ? as bucket, count(*) as n from events "
+            "where principal = ? and ts >= ? and ts < ? group by all order by bucket",
+            [b_us, b_us, principal, tr.start, tr.end],
+            limit=5000,
+        )
+
+    def latest_event_ts(self) -> datetime | None:
+        r = self.one("select max(ts) as latest from events")
+        return to_dt(r["latest"]) if r else None
+
+    # ------------------------------------------------------------------ alerts
+    def alert_counts(self) -> list[dict]:
+        return self.rows(
+            "select lower(severity) as severity, status, count(*) as n from alerts group by all", limit=100
+        )
+
+    def alert_rule_ids(self) -> list[str]:
+        return [
+            r["rule_id"]
+            for r in self.rows("select distinct rule_id from alerts where rule_id is not null order by 1", limit=500)
+        ]
+
+    def _alert_where(self, f: dict[str, Any]) -> tuple[str, list[Any]]:
+        where, params = [], []
+        if f.get("severity"):
+            sev = [s.lower() for s in f["severity"]]
+            where.append(f"lower(severity) in ({', '.join('?' * len(sev))})")
+            params += sev
+        if f.get("status"):
+            where.append(f"status in ({', '.join('?' * len(f['status']))})")
+            params += list(f["status"])
+        if f.get("rule_id"):
+            where.append("rule_id = ?")
+            params.append(f["rule_id"])
+        if f.get("principal"):
+            where.append("contains(lower(coalesce(principal, '')), ?)")
+            params.append(str(f["principal"]).lower())
+        if f.get("text"):
+            where.append(
+                "(contains(lower(coalesce(title, '')), ?) or contains(lower(alert_id), ?) "
+                "or contains(lower(coalesce(session, '')), ?))"
+            )
+            params += [str(f["text"]).lower()] * 3
+        if f.get("since"):
+            where.append("last_seen >= ?")
+            params.append(f["since"])
+        return (" where " + " and ".join(where)) if where else "", params
+
+    def alerts(
+        self, filters: dict[str, Any], sort: list[dict] | None, page: int, page_size: int
+    ) -> tuple[list[dict], int]:
+        where, params = self._alert_where(filters)
+        order = []
+        for s in sort or [{"column_id": "last_seen", "direction": "desc"}]:
+            col = ALERT_SORT_COLUMNS.get(s.get("column_id", ""))
+            if col:
+                order.append(f"{col} {'asc' if s.get('direction') == 'asc' else 'desc'}")
+        order.append("alert_id")
+        total = (self.one(f"select count(*) as n from alerts{where}", params) or {"n": 0})["n"]
+        rows = self.rows(
+            "select alert_id, rule_id, title, lower(severity) as severity, status, principal, session, "
+            f"first_seen, last_seen, match_count from alerts{where} order by {', '.join(order)} "
+            "limit ? offset ?",
+            [*params, page_size, page * page_size],
+            limit=page_size,
+        )
+        return rows, int(total)
+
+    def alert(self, alert_id: str) -> dict | None:
+        return self.one("select * from alerts where alert_id = ?", [alert_id])
+
+    def alerts_overlapping(self, tr: TimeRange, session: str | None, principal: str | None) -> list[dict]:
+        cond, params = [], []
+        if session:
+            cond.append("session = ?")
+            params.append(session)
+        if principal:
+            cond.append("principal = ?")
+            params.append(principal)
+        if not cond:
+            return []
+        return self.rows(
+            "select * from alerts where (" + " or ".join(cond) + ") and last_seen >= ? and first_seen <= ? "
+            "order by first_seen limit 200",
+            [*params, tr.start, tr.end],
+            limit=200,
+        )
+
+    def events_by_ref(self, refs: list[dict], limit: int = 200) -> list[dict]:
+        """Evidence events by (chain_id, seq) - or by event_id when the reference lacks a position."""
+        refs = refs[:limit]
+        by_pos = [
+            (r["chain_id"], int(r["seq"])) for r in refs if r.get("chain_id") is not None and r.get("seq") is not None
+        ]
+        ids = [r["event_id"] for r in refs if r.get("event_id") and (r.get("chain_id") is None or r.get("seq") is None)]
+        out: list[dict] = []
+        chains: dict[str, list[int]] = {}
+        for c, s in by_pos:
+            chains.setdefault(c, []).append(s)
+        for chain, seqs in chains.items():
+            out += self.rows(
+                f"select {TIMELINE_COLUMNS} from events where chain_id = ? and seq between ? and ? "
+                f"and seq in ({', '.join('?' * len(seqs))}) order by ts, seq",
+                [chain, min(seqs), max(seqs), *seqs],
+                limit=limit,
+            )
+        if ids:
+            out += self.rows(
+                f"select {TIMELINE_COLUMNS} from events where event_id in ({', '.join('?' * len(ids))}) order by ts",
+                ids,
+                limit=limit,
+            )
+        out.sort(key=lambda r: (to_dt(r["ts"]), r["chain_id"], r["seq"]))
+        return out
+
+    # ------------------------------------------------------------------ timeline
+    def timeline(self, tr: TimeRange, session: str | None, principal: str | None, limit: int) -> list[dict]:
+        cond, params = [], []
+        if session:
+            cond.append("session = ?")
+            params.append(session)
+        if principal:
+            cond.append("principal = ?")
+            params.append(principal)
+        if not cond:
+            return []
+        return self.rows(
+            f"select {TIMELINE_COLUMNS} from events where {' and '.join(cond)} and ts >= ? and ts <= ? "
+            "order by ts, chain_id, seq limit ?",
+            [*params, tr.start, tr.end, limit + 1],
+            limit=limit + 1,
+        )
+
+    def session_bounds(self, session: str) -> dict | None:
+        return self.one(
+            "select min(ts) as first, max(ts) as last, count(*) as n, any_value(principal) as principal "
+            "from events where session = ?",
+            [session],
+        )
+
+    def recent_sessions(self, tr: TimeRange, principal: str | None = None, limit: int = 50) -> list[dict]:
+        cond, params = ["ts >= ? and ts <= ?"], [tr.start, tr.end]
+        if principal:
+            cond.insert(0, "principal = ?")
+            params.insert(0, principal)
+        return self.rows(
+            f"select session, any_value(principal) as principal, count(*) as n, max(ts) as last from events "
+            f"where {' and '.join(cond)} group by session order by last desc limit ?",
+            [*params, limit],
+            limit=limit,
+        )
+
+    def event(self, chain_id: str, seq: int, ts: Any = None) -> dict | None:
+        extra, params = "", [chain_id, int(seq)]
+        if ts is not None and to_dt(ts) is not None:
+            t = to_dt(ts)
+            extra = " and ts between ? and ?"
+            params += [t - timedelta(seconds=1), t + timedelta(seconds=1)]
+        row = self.one(f"select * from events where chain_id = ? and seq = ?{extra}", params)
+        if row is None and extra:
+            row = self.one("select * from events where chain_id = ? and seq = ?", params[:2])
+        return row
+
+    def events_for_export(self, tr: TimeRange, session: str | None, principal: str | None, limit: int) -> list[dict]:
+        cond, params = [], []
+        if session:
+            cond.append("session = ?")
+            params.append(session)
+        if principal:
+            cond.append("principal = ?")
+            params.append(principal)
+        if not cond:
+            return []
+        return self.rows(
+            f"select event_id, ts, chain_id, seq, prev_hash, hash, record from events where {' and '.join(cond)} "
+            "and ts >= ? and ts <= ? order by ts, chain_id, seq limit ?",
+            [*params, tr.start, tr.end, limit],
+            limit=limit,
+        )
+
+    # ------------------------------------------------------------------ integrity
+    def chain_stats(self) -> list[dict]:
+        return self.rows(
+            "select chain_id, count(*) as events, max(seq) + 1 as size, min(ts) as first_ts, "
+            "max(ts) as last_ts from events group by chain_id order by chain_id",
+            limit=1000,
+        )
+
+    def checkpoints(self, limit: int = 50) -> list[dict]:
+        return self.rows("select * from checkpoints order by time desc limit ?", [limit], limit=limit)
+
+    def latest_checkpoints(self) -> list[dict]:
+        return self.rows(
+            "select * from checkpoints qualify row_number() over (partition by chain_id "
+            "order by size desc, time desc) = 1 order by chain_id",
+            limit=1000,
+        )
+
+    def quarantine_summary(self, limit: int = 50) -> tuple[int, list[dict]]:
+        """Total quarantined items and counts by (source, field, reason) of each item's first reason."""
+        total = (self.one("select count(*) as n from quarantine") or {"n": 0})["n"]
+        if not total:
+            return 0, []
+        rows = self.rows(
+            "select source, coalesce(json_extract_string(reasons, '$[0].field'), '?') as field, "
+            "coalesce(json_extract_string(reasons, '$[0].reason'), '?') as reason, count(*) as n, "
+            "max(received_at) as last from quarantine group by all order by n desc limit ?", [limit], limit=limit)
+        return int(total), rows
+
+    def columns(self, view: str) -> list[str]:
+        def probe() -> list[str]:
+            tbl = self.query.sql(f"select * from {view} limit 0", limit=1, timeout_s=self.settings.page_timeout_s)
+            return list(tbl.schema.names)
+
+        try:
+            return self.cached(("cols", view), 60.0, probe)
+        except Exception as exc:
+            raise DataError(_friendly(exc)) from exc
+
+    def principals(self, prefix: str = "", limit: int = 50) -> list[str]:
+        return [
+            r["principal"]
+            for r in self.rows(
+                "select principal, count(*) n from events where starts_with(lower(principal), ?) "
+                "and ts >= now() - interval 30 day group by 1 order by n desc limit ?",
+                [prefix.lower(), limit],
+                limit=limit,
+            )
+        ]

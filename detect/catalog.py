@@ -1,0 +1,362 @@
+"""Tool catalog: classifies tools (glob on server / tool name, optionally on argument values)
+into capabilities, and classifies destinations (email domains, chat channels, repositories,
+URL hosts) as internal or external.
+
+Built-in defaults live in `detect/catalog.yaml`; a user file (DetectSettings.catalog_file) is
+merged on top: its `tools` entries are evaluated before the built-in ones and its destination
+lists extend the built-in lists.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+BUILTIN_CATALOG = Path(__file__).with_name("catalog.yaml")
+
+CAPABILITIES: dict[str, str] = {
+    "reads_private": "reads private data (files, mail, databases, private repositories, CRM)",
+    "writes_external": "can send or write data to a destination that may be outside the organisation",
+    "destructive": "deletes or irreversibly changes data or infrastructure",
+    "executes_code": "runs code or shell commands",
+    "network_egress": "makes outbound network requests to arbitrary URLs",
+    "credential_access": "reads credentials, keys or secret material",
+    "untrusted_input": "brings attacker-controllable content into the agent's context (web pages, inbound mail, public issues)",
+    "approval": "a human approval / elicitation step",
+}
+DEST_TYPES = ("email", "channel", "repo", "url")
+
+
+def _glob_list(v: Any) -> list[str]:
+    if v is None:
+        return ["*"]
+    if isinstance(v, str):
+        return [v]
+    return [str(x) for x in v]
+
+
+class ArgCap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    arg: str = Field("*", description="argument path (dotted) or '*' for any string argument")
+    regex: str
+    caps: list[str]
+
+    @field_validator("regex")
+    @classmethod
+    def _re_ok(cls, v: str) -> str:
+        re.compile(v)
+        return v
+
+
+class DestSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    args: list[str] = Field(description="argument paths, or templates like '{owner}/{repo}'")
+
+    @field_validator("type")
+    @classmethod
+    def _type_ok(cls, v: str) -> str:
+        if v not in DEST_TYPES:
+            raise ValueError(f"unknown destination type {v!r}; one of {', '.join(DEST_TYPES)}")
+        return v
+
+
+class ToolEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    server: str | list[str] | None = None
+    tool: str | list[str] | None = None
+    caps: list[str] = Field(default_factory=list)
+    arg_caps: list[ArgCap] = Field(default_factory=list)
+    dest: DestSpec | None = None
+
+
+class DestLists(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email_domains: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+    repos: list[str] = Field(default_factory=list)
+    url_hosts: list[str] = Field(default_factory=list, description="host globs or CIDRs")
+
+
+class CatalogFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tools: list[ToolEntry] = Field(default_factory=list)
+    internal: DestLists = Field(default_factory=DestLists)
+    external: DestLists = Field(default_factory=DestLists)
+    default_external: dict[str, bool] = Field(default_factory=dict, description="per destination type: unknown values count as external?")
+
+
+def host_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP a host string denotes, including legacy forms (decimal, hex, octal IPv4)."""
+    h = host.strip("[]").lower()
+    if not h:
+        return None
+    try:
+        ip = ipaddress.ip_address(h)
+    except ValueError:
+        if not re.fullmatch(r"[0-9a-fx.]+", h) or not h[0].isdigit():
+            return None
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(h))
+        except OSError:
+            return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def url_host(u: str) -> str | None:
+    try:
+        parts = urlsplit(u.strip())
+        host = parts.hostname
+    except ValueError:
+        return None
+    return host.lower().rstrip(".") if host else None
+
+
+_URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s\"'<>]+")
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+'-]+@([A-Za-z0-9.-]+\.[A-Za-z]{2,}|[A-Za-z0-9-]+)")
+
+
+class _HostMatcher:
+    def __init__(self, patterns: list[str]) -> None:
+        self.globs: list[str] = []
+        self.nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for p in patterns:
+            try:
+                self.nets.append(ipaddress.ip_network(p, strict=False))
+            except ValueError:
+                self.globs.append(p.lower())
+
+    def __call__(self, host: str) -> bool:
+        if self.nets:
+            ip = host_ip(host)
+            if ip is not None and any(ip.version == n.version and ip in n for n in self.nets):
+                return True
+        return any(fnmatch.fnmatchcase(host, g) for g in self.globs)
+
+
+def _globs_match(value: str, globs: list[str]) -> bool:
+    v = value.lower()
+    return any(fnmatch.fnmatchcase(v, g.lower()) for g in globs)
+
+
+@dataclass
+class DestInfo:
+    type: str
+    values: list[str]
+    external: list[str]
+    internal: list[str]
+
+
+@dataclass
+class ToolInfo:
+    """Classification of one (server, tool) pair. `caps` are the static capabilities."""
+
+    server: str
+    tool: str
+    caps: frozenset[str]
+    arg_caps: list[tuple[str, re.Pattern[str], frozenset[str]]] = field(default_factory=list)
+    dest: DestSpec | None = None
+
+
+def arg_values(args: Any, path: str) -> list[Any]:
+    """Values at a dotted path in args; '[*]' / '*' expand lists / objects; ints index lists."""
+    cur: list[Any] = [args]
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        nxt: list[Any] = []
+        for v in cur:
+            if part in ("[*]", "*"):
+                if isinstance(v, list):
+                    nxt.extend(v)
+                elif isinstance(v, dict):
+                    nxt.extend(v.values())
+            elif part.startswith("[") and part.endswith("]"):
+                try:
+                    i = int(part[1:-1])
+                except ValueError:
+                    continue
+                if isinstance(v, list) and -len(v) <= i < len(v):
+                    nxt.append(v[i])
+            elif isinstance(v, dict) and part in v:
+                nxt.append(v[part])
+        cur = nxt
+        if not cur:
+            return []
+    out: list[Any] = []
+    for v in cur:
+        if isinstance(v, list):
+            out.extend(v)
+        else:
+            out.append(v)
+    return out
+
+
+def string_leaves(v: Any, out: list[str], limit: int = 2000) -> list[str]:
+    if isinstance(v, str):
+        out.append(v)
+    elif isinstance(v, dict):
+        for x in v.values():
+            if len(out) >= limit:
+                break
+            string_leaves(x, out, limit)
+    elif isinstance(v, list):
+        for x in v:
+            if len(out) >= limit:
+                break
+            string_leaves(x, out, limit)
+    return out
+
+
+class Catalog:
+    def __init__(self, files: list[CatalogFile]) -> None:
+        self.entries: list[ToolEntry] = []
+        internal = DestLists()
+        external = DestLists()
+        self.default_external = {"email": True, "channel": False, "repo": True, "url": True}
+        # later files have priority: their tool entries come first
+        for f in reversed(files):
+            self.entries.extend(f.tools)
+        for f in files:
+            for name in DestLists.model_fields:
+                getattr(internal, name).extend(getattr(f.internal, name))
+                getattr(external, name).extend(getattr(f.external, name))
+            self.default_external.update(f.default_external)
+        for e in self.entries:
+            for c in list(e.caps) + [c for a in e.arg_caps for c in a.caps]:
+                if c not in CAPABILITIES:
+                    raise ValueError(f"catalog: unknown capability {c!r}; known: {', '.join(CAPABILITIES)}")
+        self.internal = internal
+        self.external = external
+        self._int_hosts = _HostMatcher(internal.url_hosts)
+        self._ext_hosts = _HostMatcher(external.url_hosts)
+        self._cache: dict[tuple[str, str], ToolInfo] = {}
+
+    @classmethod
+    def load(cls, extra: list[str | Path | dict[str, Any]] | None = None, builtin: bool = True) -> Catalog:
+        files: list[CatalogFile] = []
+        if builtin:
+            files.append(CatalogFile.model_validate(yaml.safe_load(BUILTIN_CATALOG.read_text()) or {}))
+        for x in extra or []:
+            raw = x if isinstance(x, dict) else (yaml.safe_load(Path(x).read_text()) or {})
+            files.append(CatalogFile.model_validate(raw))
+        return cls(files)
+
+    def info(self, server: str | None, tool: str) -> ToolInfo:
+        key = (server or "", tool)
+        ti = self._cache.get(key)
+        if ti is not None:
+            return ti
+        s, t = key[0].lower(), tool.lower()
+        caps: set[str] = set()
+        arg_caps: list[tuple[str, re.Pattern[str], frozenset[str]]] = []
+        dest: DestSpec | None = None
+        for e in self.entries:
+            if not any(fnmatch.fnmatchcase(s, g.lower()) for g in _glob_list(e.server)):
+                continue
+            if not any(fnmatch.fnmatchcase(t, g.lower()) for g in _glob_list(e.tool)):
+                continue
+            caps.update(e.caps)
+            arg_caps.extend((a.arg, re.compile(a.regex), frozenset(a.caps)) for a in e.arg_caps)
+            if dest is None and e.dest is not None:
+                dest = e.dest
+        ti = ToolInfo(key[0], tool, frozenset(caps), arg_caps, dest)
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[key] = ti
+        return ti
+
+    # -- per event -------------------------------------------------------------------
+    def caps_for(self, ti: ToolInfo, args: Any) -> frozenset[str]:
+        if not ti.arg_caps or not isinstance(args, dict):
+            return ti.caps
+        extra: set[str] = set()
+        texts: list[str] | None = None
+        for path, rx, caps in ti.arg_caps:
+            if caps <= extra:
+                continue
+            if path == "*":
+                if texts is None:
+                    texts = string_leaves(args, [])
+                vals: list[Any] = texts
+            else:
+                vals = arg_values(args, path)
+            if any(isinstance(v, str) and rx.search(v) for v in vals):
+                extra |= caps
+        return ti.caps | extra if extra else ti.caps
+
+    def destinations(self, ti: ToolInfo, args: Any) -> DestInfo | None:
+        spec = ti.dest
+        if spec is None or not isinstance(args, dict):
+            return None
+        raw: list[str] = []
+        for a in spec.args:
+            if "{" in a:
+                try:
+                    raw.append(a.format_map(_Strict(args)))
+                except (KeyError, ValueError, IndexError):
+                    continue
+            else:
+                raw.extend(str(v) for v in arg_values(args, a) if isinstance(v, str | int))
+        values: list[str] = []
+        for r in raw:
+            if spec.type == "email":
+                values.extend(m.group(0).lower() for m in _EMAIL_RE.finditer(r))
+            elif spec.type == "url":
+                h = url_host(r)
+                if h:
+                    values.append(h)
+            elif spec.type == "channel":
+                values.append(r.strip().lstrip("#").lower())
+            else:
+                values.append(r.strip().lower())
+        ext = [v for v in values if self.is_external(spec.type, v)]
+        return DestInfo(spec.type, values, ext, [v for v in values if v not in ext])
+
+    def is_external(self, dtype: str, value: str) -> bool:
+        if dtype == "email":
+            dom = value.rsplit("@", 1)[-1]
+            if _globs_match(dom, self.external.email_domains):
+                return True
+            if _globs_match(dom, self.internal.email_domains):
+                return False
+        elif dtype == "channel":
+            if _globs_match(value, self.external.channels):
+                return True
+            if _globs_match(value, self.internal.channels):
+                return False
+        elif dtype == "repo":
+            if _globs_match(value, self.external.repos):
+                return True
+            if _globs_match(value, self.internal.repos):
+                return False
+        elif dtype == "url":
+            if self._ext_hosts(value):
+                return True
+            if self._int_hosts(value):
+                return False
+        return bool(self.default_external.get(dtype, True))
+
+
+class _Strict(dict):
+    def __missing__(self, key: str) -> Any:
+        raise KeyError(key)
+
+
+def extract_urls(texts: list[str]) -> list[str]:
+    out: list[str] = []
+    for t in texts:
+        if "://" in t:
+            out.extend(m.group(0) for m in _URL_RE.finditer(t))
+    return out

@@ -1,0 +1,289 @@
+"""DetectionEngine: rules + statistical detectors + alert store, one code path for live
+detection (in-process listener / follower) and backtests.
+
+    engine = DetectionEngine.from_config(config)          # owning process of lake/alerts/
+    alerts = engine.process(records)                        # stored records, chain order
+    engine.process_quarantine(items)                        # quarantine records
+    engine.save_state()                                     # <state_dir>/detect/engine.json
+
+Determinism: every window is an event-time window, every time-driven step (sweeps, window
+closes, model retraining) is triggered by the event-time watermark, and statistical scoring
+does not depend on batch boundaries. The same records in the same order give the same
+alerts (ids, counts, evidence) however they are split into `process` calls, and across a
+save_state / load_state restart. Records whose (chain_id, seq) was already processed are
+skipped, so replays after a crash are idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detect.alerts import AlertChange, AlertStore, Match, Suppression
+from detect.catalog import Catalog, ToolInfo
+from detect.conditions import Ctx, Node
+from detect.executors import Executor, make_executor
+from detect.rules import Rule, load_rules
+from detect.stats import StatDetector, StatsSettings, default_detectors
+from detect.timeutil import parse_duration, ts_epoch
+from schemas.alert import Alert
+
+STATE_VERSION = 1
+SWEEP_EVERY_S = 60.0
+
+Dispatch = list[tuple[Executor, list[tuple[int, Node, bool]]]]
+
+
+class DetectionEngine:
+    def __init__(self, rules: list[Rule], catalog: Catalog | None = None, store: AlertStore | None = None, *,
+                 detectors: list[StatDetector] | None = None, state_path: Path | str | None = None,
+                 on_match: Callable[[Match, str | None], None] | None = None) -> None:
+        self.catalog = catalog or Catalog.load()
+        self.store = store or AlertStore(None)
+        self.rules = rules
+        self.execs: list[Executor] = [make_executor(r) for r in rules if r.spec.input == "events"]
+        self.q_execs: list[Executor] = [make_executor(r) for r in rules if r.spec.input == "quarantine"]
+        self.detectors = detectors if detectors is not None else []
+        self.state_path = Path(state_path) if state_path else None
+        self.on_match = on_match
+        self._dispatch: dict[tuple[Any, ...], Dispatch] = {}
+        self._tinfo: dict[tuple[str, str], tuple[ToolInfo, str]] = {}
+        self.watermark = float("-inf")
+        self.q_watermark = float("-inf")
+        self._next_sweep = float("-inf")
+        self.progress: dict[str, int] = {}
+        self.stats = {"events": 0, "skipped_replayed": 0, "quarantine": 0, "matches": 0, "bad_records": 0}
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: Any, *, rule_dirs: list[str] | None = None, builtin_rules: bool = True,
+                    alerts_dir: Path | str | None | bool = True, with_stats: bool | None = None,
+                    load_state: bool = True) -> DetectionEngine:
+        """Engine from a tooltrail Config. alerts_dir=True: the lake's alert store (this process
+        owns it); None/False: memory only (backtest)."""
+        ds = config.detect
+        rules = load_rules(list(ds.rule_dirs) + list(rule_dirs or []), builtin=builtin_rules)
+        catalog = Catalog.load([ds.catalog_file] if ds.catalog_file else [])
+        layout = config.layout
+        adir = layout.alerts_dir if alerts_dir is True else (alerts_dir or None)
+        store = AlertStore(adir, suppressions=settings_suppressions(ds))
+        use_stats = ds.statistical if with_stats is None else with_stats
+        dets = default_detectors(ds.stats_settings(), ds.detectors) if use_stats else []
+        eng = cls(rules, catalog, store, detectors=dets, state_path=layout.state_dir / "detect" / "engine.json")
+        if load_state and alerts_dir is True:
+            eng.load_state()
+        return eng
+
+    # -- events ---------------------------------------------------------------------------------
+    def _emit(self, m: Match) -> None:
+        self.stats["matches"] += 1
+        aid = self.store.add_match(m)
+        if self.on_match is not None:
+            self.on_match(m, aid)
+
+    def _build_dispatch(self, key: tuple[Any, ...], ti: ToolInfo) -> Dispatch:
+        sc = Ctx({"server": key[0], "tool": key[1], "decision": key[2], "result": key[3]}, 0.0, ti, key[4], None)
+        out: Dispatch = []
+        for ex in self.execs:
+            steps = []
+            for idx, node in ex.dispatch_steps():
+                t = node.tri(sc)
+                if t is False:
+                    continue
+                steps.append((idx, node, t is None))
+            if steps:
+                out.append((ex, steps))
+        if len(self._dispatch) > 500_000:
+            self._dispatch.clear()
+        self._dispatch[key] = out
+        return out
+
+    def process(self, records: Iterable[dict[str, Any]]) -> list[Alert]:
+        """Run every detector over stored records (in chain order). Returns the alerts created
+        or changed by this call (and writes them to the store)."""
+        return [c.alert for c in self.process_changes(records)]
+
+    def process_changes(self, records: Iterable[dict[str, Any]]) -> list[AlertChange]:
+        self._run(records)
+        return self.flush()
+
+    def _run(self, records: Iterable[dict[str, Any]]) -> None:
+        emit = self._emit
+        cat = self.catalog
+        tinfo = self._tinfo
+        dispatch = self._dispatch
+        progress = self.progress
+        dets = self.detectors
+        n = 0
+        for rec in records:
+            cid = rec.get("chain_id")
+            if cid is not None:
+                seq = rec.get("seq")
+                if seq is not None:
+                    if seq < progress.get(cid, 0):
+                        self.stats["skipped_replayed"] += 1
+                        continue
+                    progress[cid] = seq + 1
+            try:
+                ts = ts_epoch(rec["ts"])
+                tool = rec["tool"]
+            except (KeyError, TypeError, ValueError):
+                self.stats["bad_records"] += 1
+                continue
+            n += 1
+            if ts > self.watermark:
+                self.watermark = ts
+                if ts >= self._next_sweep:
+                    self._sweep(ts)
+            server = rec.get("server") or ""
+            tk = (server, tool)
+            tinf = tinfo.get(tk)
+            if tinf is None:
+                ti = cat.info(server, tool)
+                tinf = tinfo[tk] = (ti, f"{server}/{tool}")
+                if len(tinfo) > 200_000:
+                    tinfo.clear()
+            ti, tkey = tinf
+            caps = cat.caps_for(ti, rec.get("args")) if ti.arg_caps else ti.caps
+            key = (server, tool, rec.get("decision"), rec.get("result"), caps)
+            cands = dispatch.get(key)
+            if cands is None:
+                cands = self._build_dispatch(key, ti)
+            if cands:
+                ctx = Ctx(rec, ts, ti, caps, cat)
+                for ex, steps in cands:
+                    ex.on_event(ctx, steps, emit)
+            for d in dets:
+                d.on_event(rec, ts, tkey, caps, emit)
+        self.stats["events"] += n
+
+    def _sweep(self, wm: float) -> None:
+        self._next_sweep = (wm // SWEEP_EVERY_S + 1) * SWEEP_EVERY_S
+        for ex in self.execs:
+            ex.sweep(wm)
+        for d in self.detectors:
+            d.on_watermark(wm, self._emit)
+        self.store.evict(wm)
+
+    def flush(self) -> list[AlertChange]:
+        """Score pending statistical windows and write changed alerts."""
+        for d in self.detectors:
+            d.flush(self._emit)
+        return self.store.flush()
+
+    # -- quarantine -------------------------------------------------------------------------------
+    def process_quarantine(self, items: Iterable[dict[str, Any]]) -> list[Alert]:
+        """Quarantine records {received_at, source, origin, reasons: [{field, reason}], raw}."""
+        for it in items:
+            try:
+                ts = ts_epoch(it["received_at"])
+            except (KeyError, TypeError, ValueError):
+                self.stats["bad_records"] += 1
+                continue
+            rec = dict(it)
+            rec.setdefault("ts", it["received_at"])
+            if "event_id" not in rec:
+                rec["event_id"] = "q_" + hashlib.sha256(orjson.dumps(it, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:24]
+            self.stats["quarantine"] += 1
+            if ts > self.q_watermark:
+                self.q_watermark = ts
+                for ex in self.q_execs:
+                    ex.sweep(ts)
+            ctx = Ctx(rec, ts, None, frozenset(), None)
+            for ex in self.q_execs:
+                ex.on_event(ctx, [(0, ex.rule.where, True)], self._emit)
+        return [c.alert for c in self.store.flush()]
+
+    # -- state -----------------------------------------------------------------------------------
+    def _fingerprint(self, ex: Executor) -> str:
+        return f"{ex.rule.id}@{ex.rule.spec.version}:{hashlib.sha256(orjson.dumps(ex.rule.spec.model_dump(mode='json', exclude={'tests'}))).hexdigest()[:16]}"
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "watermark": self.watermark if self.watermark != float("-inf") else None,
+            "q_watermark": self.q_watermark if self.q_watermark != float("-inf") else None,
+            "next_sweep": self._next_sweep if self._next_sweep != float("-inf") else None,
+            "progress": self.progress,
+            "executors": {self._fingerprint(ex): ex.state() for ex in self.execs + self.q_execs},
+            "detectors": {d.name: d.state() for d in self.detectors},
+            "store": self.store.state(),
+            "stats": self.stats,
+        }
+
+    def load(self, st: dict[str, Any]) -> None:
+        if st.get("version") != STATE_VERSION:
+            raise ValueError(f"detector state version {st.get('version')} is not {STATE_VERSION}")
+        self.watermark = st["watermark"] if st.get("watermark") is not None else float("-inf")
+        self.q_watermark = st["q_watermark"] if st.get("q_watermark") is not None else float("-inf")
+        self._next_sweep = st["next_sweep"] if st.get("next_sweep") is not None else float("-inf")
+        self.progress = {k: int(v) for k, v in st.get("progress", {}).items()}
+        ex_state = st.get("executors", {})
+        for ex in self.execs + self.q_execs:
+            fp = self._fingerprint(ex)
+            if fp in ex_state:  # a changed rule starts fresh
+                ex.load(ex_state[fp])
+        dstate = st.get("detectors", {})
+        for d in self.detectors:
+            if d.name in dstate:
+                d.load(dstate[d.name])
+        self.store.load(st.get("store", {}))
+        self.stats.update(st.get("stats", {}))
+
+    def save_state(self, path: Path | str | None = None) -> Path | None:
+        """Atomically write the state (baselines, windows, partial sequences, open alerts,
+        per-chain progress). Call after `process` returned (alerts flushed)."""
+        p = Path(path) if path else self.state_path
+        if p is None:
+            return None
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        data = orjson.dumps(self.state(), option=orjson.OPT_SERIALIZE_NUMPY)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+        return p
+
+    def load_state(self, path: Path | str | None = None) -> bool:
+        p = Path(path) if path else self.state_path
+        if p is None or not p.exists():
+            return False
+        self.load(orjson.loads(p.read_bytes()))
+        return True
+
+
+def settings_suppressions(ds: Any) -> list[Suppression]:
+    out = []
+    for s in getattr(ds, "suppressions", []) or []:
+        d = dict(s) if isinstance(s, dict) else s.model_dump()
+        until = d.pop("until", None)
+        out.append(Suppression(**d, until=ts_epoch(until) if isinstance(until, str) else until))
+    return out
+
+
+class Listener:
+    """In-process driver: `ingestor.add_listener(Listener(engine))` runs detection on every
+    durable batch and saves state at most every `save_every_s` seconds."""
+
+    def __init__(self, engine: DetectionEngine, save_every_s: float = 5.0) -> None:
+        self.engine = engine
+        self.save_every_s = save_every_s
+        self._last_save = time.monotonic()
+
+    def __call__(self, records: list[dict[str, Any]]) -> list[Alert]:
+        alerts = self.engine.process(records)
+        if time.monotonic() - self._last_save >= self.save_every_s:
+            self.engine.save_state()
+            self._last_save = time.monotonic()
+        return alerts
+
+
+__all__ = ["DetectionEngine", "Listener", "StatsSettings", "parse_duration"]

@@ -1,0 +1,398 @@
+"""Stateful executors of the four rule kinds. All windows are event-time windows; state is
+bounded (per-group TTL sweeps, capped partial matches / terms) and serialisable."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from detect.alerts import Match, RuleMeta
+from detect.conditions import Ctx, Node
+from detect.rules import Rule
+from detect.timeutil import parse_duration
+
+SLIM_FIELDS = ("event_id", "chain_id", "seq", "hash", "ts", "principal", "agent", "session", "server", "tool", "source")
+MAX_PARTIALS = 16
+EVIDENCE_KEEP = 20
+
+Emit = Callable[[Match], None]
+
+
+def slim(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec[k] for k in SLIM_FIELDS if k in rec}
+
+
+def first_str(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, list | tuple):
+        return first_str(v[0]) if v else None
+    if isinstance(v, set | frozenset):
+        return ",".join(sorted(map(str, v))) if v else None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def jsonable(v: Any) -> Any:
+    if isinstance(v, set | frozenset):
+        return sorted(map(str, v))
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def cap_evidence(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if len(recs) <= EVIDENCE_KEEP:
+        return list(recs)
+    half = EVIDENCE_KEEP // 2
+    return list(recs[:half]) + list(recs[-half:])
+
+
+def auto_context(ctx: Ctx) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if ctx.ti is not None:
+        if ctx.caps:
+            out["capabilities"] = sorted(ctx.caps)
+        d = ctx.dest()
+        if d is not None and d.values:
+            out["destination_type"] = d.type
+            out["destinations"] = d.values[:10]
+            if d.external:
+                out["external_destinations"] = d.external[:10]
+        hs = ctx.hosts()
+        if hs:
+            out["url_hosts"] = hs[:10]
+    red = ctx.rec.get("redactions")
+    if red:
+        out["redactions"] = red
+    return out
+
+
+def meta_of(rule: Rule) -> RuleMeta:
+    s = rule.spec
+    return RuleMeta(rule_id=s.id, version=s.version, title=s.title, severity=s.severity, tags=tuple(s.tags),
+                    description=s.description.strip(), runbook=s.runbook.strip(), detector=s.kind,
+                    group_window=rule.group_window, suppress_for=rule.suppress_for)
+
+
+class Executor:
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.meta = meta_of(rule)
+
+    # step list for dispatch: (step index, node)
+    def dispatch_steps(self) -> list[tuple[int, Node]]:
+        return [(0, self.rule.where)]
+
+    def group(self, ctx: Ctx) -> tuple[str | None, ...]:
+        return tuple(first_str(g(ctx)) for g in self.rule.group_getters)
+
+    def dedup(self, ctx: Ctx) -> str:
+        parts = [self.rule.id]
+        for f, g in zip(self.rule.dedup_fields, self.rule.dedup_getters, strict=True):
+            parts.append(f"{f}={first_str(g(ctx)) or ''}")
+        return "|".join(parts)
+
+    def context(self, ctx: Ctx) -> dict[str, Any]:
+        out = auto_context(ctx)
+        for name, g in self.rule.context_getters:
+            v = g(ctx)
+            if v is not None and v != []:
+                out[name] = jsonable(v)
+        return out
+
+    def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool]], emit: Emit) -> None:
+        raise NotImplementedError
+
+    def sweep(self, wm: float) -> None:
+        pass
+
+    def state(self) -> Any:
+        return None
+
+    def load(self, st: Any) -> None:
+        pass
+
+
+class MatchExec(Executor):
+    def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool]], emit: Emit) -> None:
+        _, node, dyn = steps[0]
+        if dyn and not node.test(ctx):
+            return
+        emit(Match(self.meta, ctx.ts, self.dedup(ctx), [ctx.rec], self.context(ctx)))
+
+
+class ThresholdExec(Executor):
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule)
+        t = rule.spec.threshold
+        assert t is not None
+        self.window = parse_duration(t.window)
+        self.gte = t.gte
+        self.distinct = t.distinct
+        from detect.conditions import getter
+        self.dget = getter(t.distinct) if t.distinct else None
+        self.groups: dict[tuple[str | None, ...], Any] = {}
+        self.last: dict[tuple[str | None, ...], float] = {}
+
+    def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool]], emit: Emit) -> None:
+        _, node, dyn = steps[0]
+        if dyn and not node.test(ctx):
+            return
+        g = self.group(ctx)
+        ts = ctx.ts
+        self.last[g] = ts
+        lo = ts - self.window
+        if self.dget is not None:
+            v = first_str(self.dget(ctx))
+            if v is None:
+                return
+            d = self.groups.get(g)
+            if d is None:
+                d = self.groups[g] = {}
+            d.pop(v, None)
+            d[v] = (ts, ctx.rec)
+            if len(d) >= self.gte:
+                for k in [k for k, (t, _) in d.items() if t <= lo]:
+                    del d[k]
+                if len(d) >= self.gte:
+                    recs = [r for _, r in sorted(d.values(), key=lambda x: x[0])]
+                    c = self.context(ctx)
+                    c.update({"distinct_field": self.distinct, "distinct_count": len(d), "values": list(d)[:20],
+                              "window_s": self.window})
+                    emit(Match(self.meta, ts, self.dedup(ctx), cap_evidence(recs), c, actual=float(len(d)),
+                               expected=float(self.gte)))
+                    self.groups[g] = {}
+            return
+        dq = self.groups.get(g)
+        if dq is None:
+            dq = self.groups[g] = deque()
+        dq.append((ts, ctx.rec))
+        while dq and dq[0][0] <= lo:
+            dq.popleft()
+        if len(dq) >= self.gte:
+            recs = [r for _, r in dq]
+            c = self.context(ctx)
+            c.update({"count": len(dq), "window_s": self.window})
+            emit(Match(self.meta, ts, self.dedup(ctx), cap_evidence(recs), c, actual=float(len(dq)), expected=float(self.gte)))
+            dq.clear()
+
+    def sweep(self, wm: float) -> None:
+        lo = wm - self.window
+        for g in [g for g, t in self.last.items() if t <= lo]:
+            del self.last[g]
+            self.groups.pop(g, None)
+
+    def state(self) -> Any:
+        out = []
+        for g, v in self.groups.items():
+            items = list(v.items()) if isinstance(v, dict) else [(None, x) for x in v]
+            out.append([list(g), self.last.get(g, 0.0), [[k, t, slim(r)] for k, (t, r) in items]])
+        return out
+
+    def load(self, st: Any) -> None:
+        self.groups.clear()
+        self.last.clear()
+        for g, last, items in st or []:
+            key = tuple(g)
+            self.last[key] = last
+            if self.dget is not None:
+                self.groups[key] = {k: (t, r) for k, t, r in items}
+            else:
+                self.groups[key] = deque((t, r) for _, t, r in items)
+
+
+class _Partial:
+    __slots__ = ("next", "t_start", "t_last", "recs", "env")
+
+    def __init__(self, nxt: int, t_start: float, t_last: float, recs: list[dict[str, Any]], env: dict[str, Any]) -> None:
+        self.next = nxt
+        self.t_start = t_start
+        self.t_last = t_last
+        self.recs = recs
+        self.env = env
+
+
+class SequenceExec(Executor):
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule)
+        from detect.conditions import getter
+        self.maxspan = parse_duration(rule.spec.maxspan or "0s")
+        self.steps = rule.steps
+        n = len(self.steps)
+        self.real = [i for i, (s, _) in enumerate(self.steps) if not s.absent]
+        self.first_real = self.real[0]
+        self.last_real = self.real[-1]
+        self.next_real = {self.real[k]: (self.real[k + 1] if k + 1 < len(self.real) else None) for k in range(len(self.real))}
+        self.absent_before: dict[int, list[int]] = {}
+        prev = -1
+        for i in self.real:
+            self.absent_before[i] = [j for j in range(prev + 1, i) if self.steps[j][0].absent]
+            prev = i
+        self.within = [parse_duration(s.within) if s.within else self.maxspan for s, _ in self.steps]
+        refs = [r for _, node in self.steps for r in node.refs]
+        self.has_refs = bool(refs)
+        self.captures: dict[int, list[tuple[str, Any]]] = {i: [] for i in range(n)}
+        names = {s.name: i for i, (s, _) in enumerate(self.steps)}
+        for r in sorted(set(refs)):
+            sname, _, fld = r.partition(".")
+            self.captures[names[sname]].append((r, getter(fld)))
+        self.groups: dict[tuple[str | None, ...], list[Any]] = {}  # key -> [partials, absent_last{}, last_ts]
+
+    def dispatch_steps(self) -> list[tuple[int, Node]]:
+        return [(i, node) for i, (_, node) in enumerate(self.steps)]
+
+    def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool]], emit: Emit) -> None:
+        ts = ctx.ts
+        g = self.group(ctx)
+        st = self.groups.get(g)
+        if st is None:
+            st = self.groups[g] = [[], {}, ts]
+        partials: list[_Partial] = st[0]
+        absent_last: dict[int, float] = st[1]
+        st[2] = ts
+        absent_hits: list[int] = []
+        lo = ts - self.maxspan
+        if partials and partials[0].t_start < lo:
+            partials[:] = [p for p in partials if p.t_start >= lo]
+        for pos, node, dyn in sorted(steps, key=lambda x: -x[0]):
+            spec = self.steps[pos][0]
+            if spec.absent:
+                if not dyn or node.test(ctx):
+                    absent_hits.append(pos)
+                continue
+            if pos != self.first_real:
+                for p in list(partials):
+                    if p.next != pos:
+                        continue
+                    if any(absent_last.get(a, float("-inf")) > p.t_last for a in self.absent_before[pos]):
+                        partials.remove(p)
+                        continue
+                    if (dyn or node.refs) and not node.test(ctx, p.env):
+                        continue
+                    p.recs.append(ctx.rec)
+                    p.t_last = ts
+                    for name, gt in self.captures[pos]:
+                        p.env[name] = jsonable(gt(ctx))
+                    nxt = self.next_real[pos]
+                    partials.remove(p)
+                    if nxt is None:
+                        self._emit(ctx, p, emit)
+                    else:
+                        p.next = nxt
+                        self._add(partials, p)
+            else:
+                if dyn and not node.test(ctx):
+                    continue
+                if any(absent_last.get(a, float("-inf")) >= ts - self.within[a] for a in self.absent_before[pos]):
+                    continue
+                env = {name: jsonable(gt(ctx)) for name, gt in self.captures[pos]}
+                p = _Partial(self.next_real[pos] if self.next_real[pos] is not None else -1, ts, ts, [ctx.rec], env)
+                if self.next_real[pos] is None:
+                    self._emit(ctx, p, emit)
+                else:
+                    self._add(partials, p)
+        for a in absent_hits:
+            absent_last[a] = ts
+
+    def _add(self, partials: list[_Partial], p: _Partial) -> None:
+        if not self.has_refs:
+            for i, q in enumerate(partials):
+                if q.next == p.next:
+                    partials[i] = p if p.t_start >= q.t_start else q
+                    return
+        partials.append(p)
+        if len(partials) > MAX_PARTIALS:
+            del partials[0]
+
+    def _emit(self, ctx: Ctx, p: _Partial, emit: Emit) -> None:
+        c = self.context(ctx)
+        c["steps"] = [{"step": self.steps[i][0].name, "tool": r.get("tool"), "server": r.get("server"), "ts": r.get("ts"),
+                       "event_id": r.get("event_id")} for i, r in zip(self.real, p.recs, strict=False)]
+        if p.env:
+            c["captured"] = p.env
+        c["span_s"] = round(ctx.ts - p.t_start, 3)
+        emit(Match(self.meta, ctx.ts, self.dedup(ctx), p.recs, c))
+
+    def sweep(self, wm: float) -> None:
+        horizon = max([self.maxspan] + self.within)
+        for g in [g for g, st in self.groups.items() if st[2] < wm - horizon]:
+            del self.groups[g]
+
+    def state(self) -> Any:
+        return [[list(g), [[p.next, p.t_start, p.t_last, [slim(r) for r in p.recs], p.env] for p in st[0]],
+                 {str(k): v for k, v in st[1].items()}, st[2]] for g, st in self.groups.items()]
+
+    def load(self, st: Any) -> None:
+        self.groups.clear()
+        for g, parts, absent, last in st or []:
+            self.groups[tuple(g)] = [[_Partial(*p) for p in parts], {int(k): v for k, v in absent.items()}, last]
+
+
+class NewTermExec(Executor):
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule)
+        from detect.conditions import getter
+        nt = rule.spec.new_term
+        assert nt is not None
+        self.fields = nt.fields
+        self.getters = [getter(f) for f in nt.fields]
+        self.h = len(nt.history_by)
+        self.learning = parse_duration(nt.learning)
+        self.require_history = nt.require_history
+        self.max_terms = nt.max_terms
+        self.seen: dict[tuple[str, ...], float] = {}
+        self.group_first: dict[tuple[str, ...], list[float]] = {}  # group -> [first ts, n terms]
+
+    def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool]], emit: Emit) -> None:
+        _, node, dyn = steps[0]
+        if dyn and not node.test(ctx):
+            return
+        vals = []
+        for g in self.getters:
+            v = first_str(g(ctx))
+            if not v:
+                return
+            vals.append(v)
+        term = tuple(vals)
+        if term in self.seen:
+            return
+        ts = ctx.ts
+        grp = term[: self.h]
+        gf = self.group_first.get(grp)
+        if gf is None:
+            gf = self.group_first[grp] = [ts, 0]
+            if len(self.group_first) > self.max_terms:
+                del self.group_first[next(iter(self.group_first))]
+        self.seen[term] = ts
+        if len(self.seen) > self.max_terms:
+            del self.seen[next(iter(self.seen))]
+        had = gf[1]
+        gf[1] += 1
+        if ts - gf[0] < self.learning:
+            return
+        if self.require_history and had == 0:
+            return
+        c = self.context(ctx)
+        c["new_term"] = dict(zip(self.fields, vals, strict=True))
+        c["history_since"] = gf[0]
+        emit(Match(self.meta, ts, self.dedup(ctx), [ctx.rec], c))
+
+    def state(self) -> Any:
+        return {"seen": [[list(k), v] for k, v in self.seen.items()],
+                "groups": [[list(k), v] for k, v in self.group_first.items()]}
+
+    def load(self, st: Any) -> None:
+        st = st or {}
+        self.seen = {tuple(k): v for k, v in st.get("seen", [])}
+        self.group_first = {tuple(k): v for k, v in st.get("groups", [])}
+
+
+EXECUTORS: dict[str, type[Executor]] = {"match": MatchExec, "threshold": ThresholdExec, "sequence": SequenceExec,
+                                        "new_term": NewTermExec}
+
+
+def make_executor(rule: Rule) -> Executor:
+    return EXECUTORS[rule.spec.kind](rule)

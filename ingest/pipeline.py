@@ -1,0 +1,436 @@
+"""The write path: validate -> redact -> canonicalize -> chain -> durable -> acknowledge.
+
+`Ingestor` owns one hash chain (one writer per chain, enforced with a lock file). Two modes:
+- WAL mode (collectors): `submit` appends to the write-ahead log and returns once the batch
+  is fsync'd (group commit); a background thread seals the buffered rows into immutable
+  Parquet segments every `segment_max_seconds` / `segment_max_rows` and signs checkpoints.
+- direct mode (file import): `submit` writes the batch straight into a sealed segment and
+  returns once that is fsync'd. No WAL; re-running an import is idempotent (event ids).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from ingest.chain import chain_hash, genesis_hash
+from ingest.checkpoints import CheckpointLog
+from ingest.compaction import compact_chain
+from ingest.layout import Layout, check_chain_id
+from ingest.merkle import CompactRange
+from ingest.quarantine import Quarantine, Rejection
+from ingest.segments import StoredRow, live_segments, seal_segment
+from ingest.signing import Signer
+from ingest.wal import WalError, WriteAheadLog
+from schemas.canonical import CanonicalizationError
+from schemas.event import ToolCallEvent
+from schemas.limits import MAX_EVENT_BYTES
+from schemas.stored import build_record, event_fields, format_ts, record_bytes
+from tooltrail.logs import get_logger
+
+log = get_logger("tooltrail.ingest")
+COMPACT_EVERY_S = 60.0
+Listener = Callable[[list[dict[str, Any]]], None]
+Item = bytes | bytearray | memoryview | str | dict
+
+
+class ChainBusyError(RuntimeError):
+    """Another process owns this chain."""
+
+
+class StoreCorruptError(RuntimeError):
+    """Stored state does not link up; run `tooltrail verify`."""
+
+
+@dataclass
+class SubmitResult:
+    stored: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stored": self.stored, "duplicates": self.duplicates, "rejected": len(self.rejected),
+                "errors": [r.as_dict() for r in self.rejected]}
+
+
+def derive_event_id(fields: dict[str, Any], source: str) -> str:
+    """Content-derived id for events sent without one: a retried delivery is a duplicate."""
+    digest = hashlib.sha256(source.encode() + b"\x00" + orjson.dumps(fields, option=orjson.OPT_SORT_KEYS))
+    return "tt-" + digest.hexdigest()[:32]
+
+
+def _field_of(err: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in err.get("loc", ())) or "(event)"
+
+
+class Ingestor:
+    def __init__(self, config: Any, chain_id: str, *, redactor: Any = None, signer: Signer | None = None,
+                 direct: bool = False) -> None:
+        self.config = config
+        self.layout: Layout = config.layout.ensure()
+        self.chain_id = check_chain_id(chain_id)
+        self.direct = direct
+        st = config.storage
+        self._max_rows = st.segment_max_rows
+        self._max_age = st.segment_max_seconds
+        if redactor is None:
+            from ingest.redact import Redactor
+
+            redactor = Redactor.from_settings(config.redaction, self.layout.keys)
+        self.redactor = redactor
+        self.signer = signer or Signer.load(self.layout.keys, st.signing_key_file)
+        self.checkpoints = CheckpointLog(self.layout, self.chain_id, self.signer, export=st.checkpoint_export,
+                                         every_events=st.checkpoint_every_events,
+                                         every_seconds=st.checkpoint_every_seconds)
+        self.quarantine = Quarantine(self.layout, self.chain_id)
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._lock_fd: int | None = None
+        self._closed = False
+        self.counters: Counter[tuple[str, str]] = Counter()  # (source, outcome) -> events
+        self._acquire_chain_lock()
+        self._rows: list[StoredRow] = []
+        self._rows_since = time.monotonic()
+        self._recover()
+        self._wal: WriteAheadLog | None = None
+        if not direct:
+            self._wal = WriteAheadLog(self.layout.wal_dir / self.chain_id, durable_seq=self._next_seq - 1)
+            self._wal.open_new(self._next_seq)
+            self._dispatch_q: deque[StoredRow] = deque()
+            self._cond = threading.Condition()
+            self._stop = threading.Event()
+            self._sealer = threading.Thread(target=self._seal_loop, name=f"seal-{chain_id}", daemon=True)
+            self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"dispatch-{chain_id}", daemon=True)
+            self._sealer.start()
+            self._dispatcher.start()
+
+    @classmethod
+    def open(cls, config: Any, chain_id: str = "local", **kwargs: Any) -> Ingestor:
+        return cls(config, chain_id, **kwargs)
+
+    # ------------------------------------------------------------------ ownership & recovery
+    def _acquire_chain_lock(self) -> None:
+        path = self.layout.lock(self.chain_id)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise ChainBusyError(f"chain {self.chain_id!r} is owned by another process (pid {holder or '?'}); "
+                                 "one writer per chain") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _recover(self) -> None:
+        segs = live_segments(self.layout, self.chain_id)
+        self._next_seq = 0
+        self._head = genesis_hash(self.chain_id)
+        self._frontier = CompactRange()
+        self._seen: set[str] = set()
+        for s in segs:
+            if s.first_seq != self._next_seq or s.first_prev_hash != self._head:
+                raise StoreCorruptError(f"chain {self.chain_id}: segment {s.path} does not follow seq "
+                                        f"{self._next_seq - 1}; run `tooltrail verify`")
+            self._next_seq, self._head = s.last_seq + 1, s.last_hash
+            ids = pq.read_table(self.layout.lake / s.path, columns=["event_id"]).column("event_id").to_pylist()
+            self._seen.update(ids)
+        if segs:
+            self._frontier = CompactRange(self._next_seq, [bytes.fromhex(h) for h in segs[-1].frontier])
+        # Replay the write-ahead log: every fsync'd entry past the last segment.
+        wal_dir = self.layout.wal_dir / self.chain_id
+        old_files = WriteAheadLog(wal_dir).files() if wal_dir.exists() else []
+        replayed = 0
+        for path in old_files:
+            for h, prev, data in WriteAheadLog.read(path):
+                record = orjson.loads(data)
+                seq = record.get("seq")
+                if seq is None or seq < self._next_seq:
+                    continue
+                leaf, expect = chain_hash(prev, data)
+                if seq != self._next_seq or prev != self._head or expect != h:
+                    raise StoreCorruptError(f"chain {self.chain_id}: write-ahead log {path.name} breaks at seq {seq}")
+                self._rows.append(StoredRow(record, data, prev, h))
+                self._frontier.append(leaf)
+                self._seen.add(record["event_id"])
+                self._next_seq, self._head = seq + 1, h
+                replayed += 1
+        if self._rows:
+            self._seal(self._take_rows())
+        if old_files:
+            WriteAheadLog(wal_dir).drop(old_files)
+        if replayed:
+            log.info("wal_replayed", chain_id=self.chain_id, events=replayed)
+        self.checkpoints.maybe_sign(self._next_seq, self._frontier, self._head, force=True)
+
+    # ------------------------------------------------------------------ API
+    @property
+    def size(self) -> int:
+        return self._next_seq
+
+    @property
+    def unsealed(self) -> int:
+        return len(self._rows)
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def healthy(self) -> bool:
+        return self._wal is None or self._wal.failed is None
+
+    def submit(self, items: Sequence[Item], source: str, origins: Sequence[str | None] | None = None,
+               mapper: Callable[[dict], dict] | None = None) -> SubmitResult:
+        """Store a batch. Returns once every stored event is durable. Raises WalError (nothing
+        in this batch may be acknowledged) when the log cannot be written."""
+        if self._closed:
+            raise RuntimeError("ingestor is closed")
+        if self._wal is not None and self._wal.failed is not None:
+            self._try_recover_wal()
+        result = SubmitResult()
+        received_at = format_ts(datetime.now(UTC))
+        prepared: list[tuple[dict[str, Any], dict[str, int], str | None]] = []
+        quarantined: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            origin = origins[i] if origins else None
+            fields, problem = self._validate(item, mapper)
+            if problem is not None:
+                self._reject(result, quarantined, i, problem, item, source, origin)
+                continue
+            fields, counts = self.redactor.redact_fields(fields)
+            if "event_id" not in fields:
+                fields["event_id"] = derive_event_id(fields, source)
+            prepared.append((fields, counts, origin))
+        new_rows: list[StoredRow] = []
+        with self._lock:
+            batch_ids: set[str] = set()
+            for idx, (fields, counts, origin) in enumerate(prepared):
+                eid = fields["event_id"]
+                if eid in self._seen or eid in batch_ids:
+                    result.duplicates += 1
+                    continue
+                if origin is not None:
+                    fields["origin"] = origin
+                rec = build_record(fields, source=source, received_at=received_at, redactions=counts,
+                                   chain_id=self.chain_id, seq=self._next_seq)
+                try:
+                    data = record_bytes(rec)
+                except CanonicalizationError as exc:
+                    self._reject(result, quarantined, idx, ("(event)", str(exc)), fields, source, origin)
+                    continue
+                leaf, h = chain_hash(self._head, data)
+                row = StoredRow(rec, data, self._head, h)
+                self._frontier.append(leaf)
+                self._head = h
+                self._next_seq += 1
+                batch_ids.add(eid)
+                new_rows.append(row)
+            self._seen |= batch_ids
+            if not self._rows:
+                self._rows_since = time.monotonic()
+            self._rows.extend(new_rows)
+            if not self.direct:
+                self._dispatch_q.extend(new_rows)
+            if self.direct:
+                if self._rows:
+                    self._seal(self._take_rows())
+                pos = 0
+            else:
+                assert self._wal is not None
+                pos = self._wal.append(new_rows, self._next_seq - 1) if new_rows else self._wal.position
+        if self._wal is not None:
+            self._wal.sync(pos)  # also covers duplicates whose first copy is still in flight
+            self._notify_durable()
+        if quarantined:
+            red = self.redactor
+            for q in quarantined:
+                q["reasons"] = [{"field": red.redact_text(r["field"])[0], "reason": red.redact_text(r["reason"])[0]}
+                                for r in q["reasons"]]
+            self.quarantine.store(quarantined)
+        result.stored = len(new_rows)
+        result.records = [r.record for r in new_rows]
+        self.counters[(source, "stored")] += result.stored
+        self.counters[(source, "duplicate")] += result.duplicates
+        self.counters[(source, "rejected")] += len(result.rejected)
+        if self.direct and new_rows:
+            for fn in self._listeners:
+                fn(result.records)
+        return result
+
+    def flush(self) -> None:
+        """Seal everything buffered now (and sign a checkpoint)."""
+        with self._lock:
+            rows = self._take_rows()
+        if rows:
+            self._seal(rows, force_checkpoint=True)
+        else:
+            self.checkpoints.maybe_sign(self._next_seq, self._frontier, self._head, force=True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if not self.direct:
+            self._stop.set()
+            with self._cond:
+                self._cond.notify_all()
+            self._sealer.join()
+            self._dispatcher.join()
+        self.flush()
+        if self._wal is not None:
+            self._wal.close()
+            self._wal.drop(self._wal.files())
+        self._closed = True
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Ingestor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+    def _validate(self, item: Item, mapper: Callable[[dict], dict] | None) -> tuple[dict[str, Any], Any]:
+        obj: Any = item
+        if not isinstance(item, dict):
+            raw = bytes(item) if not isinstance(item, str) else item.encode()
+            if len(raw) > MAX_EVENT_BYTES:
+                return {}, ("(event)", f"event larger than {MAX_EVENT_BYTES} bytes")
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                return {}, ("(event)", f"invalid JSON: {exc}")
+        if not isinstance(obj, dict):
+            return {}, ("(event)", "an event must be a JSON object")
+        if mapper is not None:
+            try:
+                obj = mapper(obj)
+            except (ValueError, KeyError, TypeError) as exc:
+                return {}, ("(event)", f"cannot map record: {exc}")
+        try:
+            ev = ToolCallEvent.model_validate(obj)
+        except ValidationError as exc:
+            errs = exc.errors(include_url=False, include_input=False, include_context=False)
+            return {}, [(_field_of(e), e["msg"]) for e in errs]
+        return event_fields(ev), None
+
+    def _reject(self, result: SubmitResult, quarantined: list[dict[str, Any]], index: int, problem: Any,
+                item: Any, source: str, origin: str | None) -> None:
+        problems = problem if isinstance(problem, list) else [problem]
+        for f, reason in problems:
+            result.rejected.append(Rejection(index, self.redactor.redact_text(f)[0],
+                                             self.redactor.redact_text(reason)[0]))
+        if isinstance(item, dict):
+            raw = orjson.dumps(item, default=str).decode(errors="replace")
+        elif isinstance(item, str):
+            raw = item
+        else:
+            raw = bytes(item).decode("utf-8", errors="replace")
+        raw, counts = self.redactor.redact_text(raw)
+        quarantined.append({"source": source, "origin": origin, "raw": raw, "redactions": counts,
+                            "reasons": [{"field": f, "reason": r} for f, r in problems]})
+
+    def _take_rows(self) -> list[StoredRow]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def _seal(self, rows: list[StoredRow], force_checkpoint: bool = False) -> None:
+        """Write rows as a segment. Called with rows taken under the lock, in seq order."""
+        last = rows[-1].seq
+        frontier = self._frontier_at(last)
+        seal_segment(self.layout, self.chain_id, rows, [n.hex() for n in frontier.nodes])
+        self.checkpoints.maybe_sign(last + 1, frontier, rows[-1].hash, force=force_checkpoint)
+
+    def _frontier_at(self, last_seq: int) -> CompactRange:
+        # The frontier always describes the whole chain so far; rows are only taken when
+        # the buffer is cut at the head, so the head frontier is the one for `last_seq`.
+        if self._frontier.size != last_seq + 1:
+            raise StoreCorruptError("internal: segment cut away from the chain head")
+        return self._frontier.copy()
+
+    def _seal_loop(self) -> None:
+        assert self._wal is not None
+        next_compaction = time.monotonic() + COMPACT_EVERY_S
+        while not self._stop.wait(0.05):
+            try:
+                self._seal_if_due()
+                if time.monotonic() >= next_compaction:
+                    next_compaction = time.monotonic() + COMPACT_EVERY_S
+                    st = self.config.storage
+                    compact_chain(self.layout, self.chain_id, st.compact_min_segments, st.compact_target_rows)
+            except Exception as exc:  # keep the loop alive; the rows stay in the WAL buffer
+                log.error("seal_failed", chain_id=self.chain_id, error=str(exc)[:300])
+                time.sleep(1)
+
+    def _seal_if_due(self, force: bool = False) -> None:
+        assert self._wal is not None
+        with self._lock:
+            if not self._rows:
+                return
+            due = force or len(self._rows) >= self._max_rows or time.monotonic() - self._rows_since >= self._max_age
+            if not due or self._wal.failed is not None:
+                return
+            rows = self._take_rows()
+            frontier = self._frontier_at(rows[-1].seq)
+            old_files = self._wal.files()
+            self._wal.open_new(self._next_seq)  # fsyncs the old file: these rows are durable
+        self._notify_durable()
+        seal_segment(self.layout, self.chain_id, rows, [n.hex() for n in frontier.nodes])
+        self._wal.drop([p for p in old_files if p != self._wal.current])
+        self.checkpoints.maybe_sign(rows[-1].seq + 1, frontier, rows[-1].hash)
+
+    def _try_recover_wal(self) -> None:
+        """After a failed write/fsync: rewrite the unsealed buffer into a fresh log file."""
+        assert self._wal is not None
+        with self._lock:
+            if self._wal.failed is None:
+                return
+            try:
+                self._wal.reset(self._rows, self._next_seq)
+            except OSError as exc:
+                raise WalError(f"write-ahead log still unavailable: {exc.strerror or exc}") from exc
+            log.info("wal_recovered", chain_id=self.chain_id, buffered=len(self._rows))
+
+    # Listeners get durable records in seq order, on their own thread (acks never wait on detection).
+    def _notify_durable(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _dispatch_loop(self) -> None:
+        assert self._wal is not None
+        while True:
+            with self._cond:
+                if not self._stop.is_set():
+                    self._cond.wait(0.2)
+            durable = self._wal.durable_seq
+            batch: list[dict[str, Any]] = []
+            with self._lock:
+                q = self._dispatch_q
+                while q and q[0].seq <= durable:
+                    batch.append(q.popleft().record)
+            if batch:
+                for fn in self._listeners:
+                    try:
+                        fn(batch)
+                    except Exception as exc:
+                        log.error("listener_failed", chain_id=self.chain_id, error=str(exc)[:300])
+            elif self._stop.is_set():
+                return
+
+
+__all__ = ["Ingestor", "SubmitResult", "Rejection", "ChainBusyError", "StoreCorruptError", "WalError"]

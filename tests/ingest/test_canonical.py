@@ -1,0 +1,48 @@
+"""The fast canonicalization path must equal the reference RFC 8785 implementation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.canonical import CanonicalizationError, canonical_bytes, es_number
+
+json_scalars = (st.none() | st.booleans() | st.integers(-(2**53) - 2, 2**53 + 2)
+                | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+json_values = st.recursive(json_scalars, lambda children: st.lists(children, max_size=5)
+                           | st.dictionaries(st.text(max_size=8), children, max_size=5), max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_fast_path_equals_reference(value):
+    try:
+        want = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(CanonicalizationError):
+            canonical_bytes(value)
+        return
+    assert canonical_bytes(value) == want
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_number_formatting_matches_ecmascript(f):
+    assert es_number(f) == rfc8785.dumps(f)
+
+
+def test_number_policy():
+    with pytest.raises(CanonicalizationError):
+        canonical_bytes({"n": 2**53 + 1})
+    with pytest.raises(CanonicalizationError):
+        canonical_bytes({"n": math.nan})
+    assert canonical_bytes({"b": 1.0, "a": 1e21}) == b'{"a":1e+21,"b":1}'
+
+
+def test_key_order_is_utf16():
+    value = {"\ue000": 1, "\U0001f600": 2, "a": 3}
+    assert canonical_bytes(value) == rfc8785.dumps(value)

@@ -1,0 +1,73 @@
+"""Wire format v1: the seed's example event, limits with clear errors, exported JSON Schema."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from schemas import limits as L
+from schemas.event import ToolCallEvent
+from schemas.export import HERE, SCHEMAS, render
+from tests.conftest import SEED_EVENT
+
+
+def _fields_of(exc: ValidationError) -> set[str]:
+    return {".".join(str(p) for p in e["loc"]) for e in exc.errors()}
+
+
+def test_seed_example_is_accepted_exactly_as_printed():
+    ev = ToolCallEvent.model_validate(SEED_EVENT)
+    assert ev.principal == "user_8842" and ev.decision == "allow" and ev.args == {"customer_id": 5512}
+    assert ev.ts == datetime(2026, 5, 29, 11, 4, 22, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("patch,field", [
+    ({"decision": "maybe"}, "decision"),
+    ({"result": "exploded"}, "result"),
+    ({"principal": "x" * (L.MAX_NAME_LEN + 1)}, "principal"),
+    ({"principal": "bob\nalice"}, "principal"),
+    ({"session": ""}, "session"),
+    ({"ts": "2026-05-29T11:04:22"}, "ts"),
+    ({"ts": "yesterday"}, "ts"),
+    ({"ts": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()}, "ts"),
+    ({"args": {"a": 2**60}}, "args"),
+    ({"args": {"blob": "x" * (L.MAX_ARGS_BYTES + 10)}}, "args"),
+    ({"latency_ms": -1}, "latency_ms"),
+    ({"event_id": "has space"}, "event_id"),
+    ({"labels": {f"k{i}": "v" for i in range(L.MAX_LABELS + 1)}}, "labels"),
+    ({"unknown_field": 1}, "unknown_field"),
+])
+def test_limits_name_the_field(patch, field):
+    with pytest.raises(ValidationError) as exc:
+        ToolCallEvent.model_validate({**SEED_EVENT, **patch})
+    assert field in _fields_of(exc.value)
+
+
+def test_deep_args_rejected():
+    deep: dict = {}
+    cur = deep
+    for _ in range(L.MAX_ARGS_DEPTH + 2):
+        cur["d"] = {}
+        cur = cur["d"]
+    with pytest.raises(ValidationError) as exc:
+        ToolCallEvent.model_validate({**SEED_EVENT, "args": deep})
+    assert "args" in _fields_of(exc.value)
+    assert "nested deeper" in str(exc.value)
+
+
+def test_missing_required_fields_are_named():
+    with pytest.raises(ValidationError) as exc:
+        ToolCallEvent.model_validate({"tool": "x"})
+    assert {"ts", "principal", "session", "decision"} <= _fields_of(exc.value)
+
+
+def test_offsets_normalised_to_utc():
+    ev = ToolCallEvent.model_validate({**SEED_EVENT, "ts": "2026-05-29T13:04:22+02:00"})
+    assert ev.ts == datetime(2026, 5, 29, 11, 4, 22, tzinfo=timezone.utc)
+
+
+def test_exported_json_schema_is_current():
+    for name, model in SCHEMAS.items():
+        assert (HERE / name).read_text() == render(model), f"run `python -m schemas.export` ({name} is stale)"
