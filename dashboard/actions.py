@@ -183,13 +183,54 @@ def _report_dict(report: Any) -> dict[str, Any]:
     return {"ok": bool(getattr(report, "ok", False)), "text": str(report)}
 
 
-def proofs_for_row(
-    proofs: Any, layout: Any, row: dict[str, Any]
-) -> dict[str, Any]:  # replaced once ingest.proofs lands
-    raise ActionError("inclusion proofs are not available yet")
+def _row_tuple(row: dict[str, Any]) -> tuple[str, int, str, str, str]:
+    return (row["chain_id"], int(row["seq"]), row["record"], row["prev_hash"], row["hash"])
 
 
-def build_bundle(
-    actions: Actions, data: Any, tr: Any, session: str | None, principal: str | None, who: str
-) -> tuple[str, str]:
-    raise ActionError("evidence export is not available yet")
+def proofs_for_row(proofs: Any, layout: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """Build the inclusion proof of one stored row and verify it (signature, canonical form,
+    chain link, Merkle path to the signed root) with the offline verifier."""
+    try:
+        bundle = proofs.build_bundle(layout, [_row_tuple(row)], {"event_id": row.get("event_id")})
+    except proofs.ProofError as exc:
+        msg = str(exc)
+        return {"verified": False, "pending": "checkpoint" in msg, "reason": msg}
+    except (OSError, ValueError) as exc:
+        return {"verified": False, "reason": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    check = proofs.verify_bundle(bundle)
+    ev = bundle["events"][0]
+    cp = bundle["checkpoints"].get(row["chain_id"], {})
+    return {"verified": check.ok, "reason": "; ".join(check.problems), "index": ev["leaf_index"],
+            "tree_size": ev["tree_size"], "path": ev["path"], "checkpoint": cp, "public_key": bundle["public_key"]}
+
+
+MAX_BUNDLE_EVENTS = 5000
+
+
+def build_bundle(actions: Actions, data: Any, tr: Any, session: str | None, principal: str | None,
+                 who: str) -> tuple[str, str]:
+    """An inclusion-proof bundle (format tooltrail.proof.v1) of the events in view; verify it
+    offline with `tooltrail verify-proof FILE`."""
+    try:
+        from ingest import proofs
+    except ImportError as exc:
+        raise ActionError("evidence export is not available in this installation") from exc
+    rows = data.events_for_export(tr, session, principal, MAX_BUNDLE_EVENTS + 1)
+    if not rows:
+        raise ActionError("no events in this view")
+    if len(rows) > MAX_BUNDLE_EVENTS:
+        raise ActionError(f"more than {MAX_BUNDLE_EVENTS} events in view: narrow the time range")
+    meta = {"session": session, "principal": principal, "from": _iso(tr.start), "to": _iso(tr.end),
+            "exported_by": who, "exported_from": "dashboard"}
+    try:
+        bundle = proofs.build_bundle(actions.layout, [_row_tuple(r) for r in rows], meta)
+    except proofs.ProofError as exc:
+        raise ActionError(str(exc)) from exc
+    subject = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in (session or principal or "view"))[:60]
+    name = f"evidence-{subject}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    log.info("dashboard_evidence_export", user=who, events=len(rows), session=session, principal=principal)
+    return name, json.dumps(bundle, indent=1)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

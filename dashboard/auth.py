@@ -327,6 +327,9 @@ class Auth:
                 session = self.sessions.create(asserted, "proxy")
                 g.tt_new_session = session
                 log.info("dashboard_login", user=asserted, via="proxy", peer=request.remote_addr)
+        if session is not None and session.via == "password" and not self.users.exists(session.user):
+            self.sessions.drop(session.sid)  # the user was removed: their sessions end now
+            session = None
         if session is None:
             if path.startswith("/_dash-") or request.method != "GET":
                 return Response(

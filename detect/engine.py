@@ -37,7 +37,7 @@ from schemas.alert import Alert
 STATE_VERSION = 1
 SWEEP_EVERY_S = 60.0
 
-Dispatch = list[tuple[Executor, list[tuple[int, Node, bool]]]]
+Dispatch = list[tuple[Executor, list[tuple[int, Node, bool | None]]]]
 
 
 class DetectionEngine:
@@ -95,6 +95,8 @@ class DetectionEngine:
             for idx, node in ex.dispatch_steps():
                 t = node.tri(sc)
                 if t is False:
+                    if ex.observe_all:
+                        steps.append((idx, node, None))
                     continue
                 steps.append((idx, node, t is None))
             if steps:

@@ -78,6 +78,8 @@ def meta_of(rule: Rule) -> RuleMeta:
 
 
 class Executor:
+    observe_all = False  # dispatched for every event (statically non-matching ones with dyn=None)
+
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.meta = meta_of(rule)
@@ -343,12 +345,27 @@ class NewTermExec(Executor):
         self.learning = parse_duration(nt.learning)
         self.require_history = nt.require_history
         self.max_terms = nt.max_terms
+        self.peer_idx = [nt.fields.index(f) for f in nt.unless_known]
+        self.peer_min = nt.unless_min_groups
+        self.peers: dict[tuple[str, ...], int] = {}
         self.seen: dict[tuple[str, ...], float] = {}
         self.group_first: dict[tuple[str, ...], list[float]] = {}  # group -> [first ts, n terms]
 
-    def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool]], emit: Emit) -> None:
+    observe_all = True  # the learning period of a group starts at its first event, matching or not
+
+    def _group(self, ctx: Ctx) -> list[Any] | None:
+        grp = tuple(first_str(g(ctx)) or "" for g in self.getters[: self.h])
+        gf = self.group_first.get(grp)
+        if gf is None:
+            gf = self.group_first[grp] = [ctx.ts, 0]
+            if len(self.group_first) > self.max_terms:
+                del self.group_first[next(iter(self.group_first))]
+        return gf
+
+    def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool | None]], emit: Emit) -> None:
         _, node, dyn = steps[0]
-        if dyn and not node.test(ctx):
+        gf = self._group(ctx)
+        if dyn is None or (dyn and not node.test(ctx)):
             return
         vals = []
         for g in self.getters:
@@ -360,34 +377,41 @@ class NewTermExec(Executor):
         if term in self.seen:
             return
         ts = ctx.ts
-        grp = term[: self.h]
-        gf = self.group_first.get(grp)
-        if gf is None:
-            gf = self.group_first[grp] = [ts, 0]
-            if len(self.group_first) > self.max_terms:
-                del self.group_first[next(iter(self.group_first))]
         self.seen[term] = ts
         if len(self.seen) > self.max_terms:
             del self.seen[next(iter(self.seen))]
         had = gf[1]
         gf[1] += 1
+        peers = 0
+        if self.peer_idx:
+            proj = tuple(term[i] for i in self.peer_idx)
+            peers = self.peers.get(proj, 0)
+            self.peers[proj] = peers + 1
+            if len(self.peers) > self.max_terms:
+                del self.peers[next(iter(self.peers))]
         if ts - gf[0] < self.learning:
+            return
+        if self.peer_idx and peers >= self.peer_min:
             return
         if self.require_history and had == 0:
             return
         c = self.context(ctx)
         c["new_term"] = dict(zip(self.fields, vals, strict=True))
         c["history_since"] = gf[0]
+        if self.peer_idx:
+            c["peer_groups_with_value"] = peers
         emit(Match(self.meta, ts, self.dedup(ctx), [ctx.rec], c))
 
     def state(self) -> Any:
         return {"seen": [[list(k), v] for k, v in self.seen.items()],
-                "groups": [[list(k), v] for k, v in self.group_first.items()]}
+                "groups": [[list(k), v] for k, v in self.group_first.items()],
+                "peers": [[list(k), v] for k, v in self.peers.items()]}
 
     def load(self, st: Any) -> None:
         st = st or {}
         self.seen = {tuple(k): v for k, v in st.get("seen", [])}
         self.group_first = {tuple(k): v for k, v in st.get("groups", [])}
+        self.peers = {tuple(k): v for k, v in st.get("peers", [])}
 
 
 EXECUTORS: dict[str, type[Executor]] = {"match": MatchExec, "threshold": ThresholdExec, "sequence": SequenceExec,

@@ -48,6 +48,8 @@ class NewTermSpec(_M):
     learning: str = Field("0s", description="No alerts until the history group has been seen this long.")
     require_history: bool = Field(False, description="Alert only when the group already had another term (drift after first sight).")
     max_terms: int = Field(1_000_000, ge=1)
+    unless_known: list[str] = Field(default_factory=list, description="Peer suppression: no alert when these fields' values already occur in the terms of ...")
+    unless_min_groups: int = Field(3, ge=1, description="... at least this many other history groups (e.g. a server already used by 3 principals).")
 
 
 class RuleTestSpec(_M):
@@ -137,6 +139,8 @@ class RuleSpec(_M):
             parse_duration(self.new_term.learning)
             if self.new_term.history_by != self.new_term.fields[: len(self.new_term.history_by)]:
                 raise ValueError("new_term.history_by must be a prefix of new_term.fields")
+            if any(f not in self.new_term.fields[len(self.new_term.history_by):] for f in self.new_term.unless_known):
+                raise ValueError("new_term.unless_known must name fields of new_term.fields outside history_by")
         if self.tests:
             if not any(t.alerts > 0 for t in self.tests):
                 raise ValueError("tests need at least one positive case (alerts >= 1)")

@@ -14,9 +14,9 @@ class StatsTuning(BaseModel):
 
     volume_min_days: int = Field(2, ge=1, description="Days of history before volume alerts.")
     volume_z: float = Field(6.0, gt=0, description="Robust z-score threshold of the volume shift.")
-    volume_ratio: float = Field(3.0, ge=1, description="... and at least this many times the baseline.")
-    volume_min_principal: int = Field(60, ge=1, description="Minimum calls per hour (principal) to alert.")
-    volume_min_tool: int = Field(40, ge=1, description="Minimum calls per hour (principal x tool) to alert.")
+    volume_ratio: float = Field(2.0, ge=1, description="... and at least this many times the key's busy-hour level (p95 of active hours, 7 days).")
+    volume_min_principal: int = Field(150, ge=1, description="Minimum calls per hour (principal) to alert.")
+    volume_min_tool: int = Field(100, ge=1, description="Minimum calls per hour (principal x tool) to alert.")
     deny_window_s: float = Field(1800.0, gt=0)
     deny_alpha: float = Field(1e-6, gt=0, lt=1, description="Binomial test significance level.")
     deny_min_k: int = Field(4, ge=1)
@@ -29,9 +29,11 @@ class StatsTuning(BaseModel):
     iforest_window_s: float = Field(3600.0, gt=0)
     iforest_min_train: int = Field(300, ge=10)
     iforest_train_size: int = Field(4000, ge=100)
-    iforest_quantile: float = Field(0.001, gt=0, lt=0.5)
+    iforest_quantile: float = Field(0.01, gt=0, lt=0.5)
     iforest_min_events: int = Field(10, ge=1)
-    iforest_margin: float = Field(0.02, ge=0)
+    iforest_margin: float = Field(0.05, ge=0)
+    iforest_trees: int = Field(200, ge=10)
+    iforest_max_samples: int = Field(512, ge=16)
 
 
 class SuppressionEntry(BaseModel):

@@ -34,9 +34,9 @@ DAY = 86400.0
 class StatsSettings:
     volume_min_days: int = 2
     volume_z: float = 6.0
-    volume_ratio: float = 3.0
-    volume_min_principal: int = 60
-    volume_min_tool: int = 40
+    volume_ratio: float = 2.0
+    volume_min_principal: int = 150
+    volume_min_tool: int = 100
     deny_window_s: float = 1800.0
     deny_alpha: float = 1e-6
     deny_min_k: int = 4
@@ -49,9 +49,11 @@ class StatsSettings:
     iforest_window_s: float = 3600.0
     iforest_min_train: int = 300
     iforest_train_size: int = 4000
-    iforest_quantile: float = 0.001
+    iforest_quantile: float = 0.01
     iforest_min_events: int = 10
-    iforest_margin: float = 0.02
+    iforest_margin: float = 0.05
+    iforest_trees: int = 200
+    iforest_max_samples: int = 512
     session_ttl_s: float = 4 * 3600.0
     principal_ttl_s: float = 30 * DAY
     max_keys: int = 200_000
@@ -112,20 +114,24 @@ class VolumeShift(StatDetector):
         med = float(np.median(counts))
         mad = float(np.median(np.abs(counts - med))) * 1.4826
         sigma = math.sqrt(med + mad * mad + 1.0)
-        thr = max(float(level_min), med + self.cfg.volume_z * sigma, self.cfg.volume_ratio * med)
+        busy = float(np.percentile(st[9], 95)) if st[9] else 0.0
+        thr = max(float(level_min), med + self.cfg.volume_z * sigma, self.cfg.volume_ratio * busy)
+        st[10] = busy
         return thr, med, sigma
 
     def _bump(self, key: tuple[str, ...], ts: float, rec: dict[str, Any], level_min: int, emit: Emit) -> None:
         bucket = int(ts // 3600)
         st = self.keys.get(key)
         if st is None:
-            st = self.keys[key] = [bucket, 0, None, 0.0, 1.0, False, bucket // 24, {}, ts]
+            st = self.keys[key] = [bucket, 0, None, 0.0, 1.0, False, bucket // 24, {}, ts, deque(maxlen=168), 0.0]
             st[2], st[3], st[4] = self._threshold(st, bucket, level_min)
         elif bucket != st[0]:
             if bucket > st[0]:
                 old_day, old_hod = st[0] // 24, st[0] % 24
                 h = st[7].setdefault(old_hod, {})
                 h[old_day] = h.get(old_day, 0) + st[1]
+                if st[1]:
+                    st[9].append(st[1])
                 for d in [d for d in h if d < bucket // 24 - 8]:
                     del h[d]
                 st[0], st[1], st[5] = bucket, 0, False
@@ -142,7 +148,9 @@ class VolumeShift(StatDetector):
             med, sigma = st[3], st[4]
             who = "|".join(f"{n}={v}" for n, v in zip(("principal", "tool"), key, strict=False))
             ctx = {"level": "principal" if len(key) == 1 else "principal_tool", "hour_start": bucket * 3600,
-                   "threshold": round(thr, 2), "baseline": "median of the same hour over the last 7 days"}
+                   "threshold": round(thr, 2), "typical_busy_hour": round(st[10], 2),
+                   "baseline": "median of the same hour of day over the last 7 days; threshold also >= "
+                               f"{self.cfg.volume_ratio}x the 95th percentile of active hours"}
             if len(key) > 1:
                 ctx["tool"] = key[1]
             emit(Match(self.meta, ts, f"{self.meta.rule_id}|{who}", [rec], ctx,
@@ -159,13 +167,15 @@ class VolumeShift(StatDetector):
             del self.keys[k]
 
     def state(self) -> Any:
-        return [[list(k), st[:7] + [{str(h): {str(d): c for d, c in v.items()} for h, v in st[7].items()}, st[8]]]
+        return [[list(k), st[:7] + [{str(h): {str(d): c for d, c in v.items()} for h, v in st[7].items()}, st[8],
+                                    list(st[9]), st[10]]]
                 for k, st in self.keys.items()]
 
     def load(self, st: Any) -> None:
         self.keys = {}
         for k, v in st or []:
             v[7] = {int(h): {int(d): c for d, c in dd.items()} for h, dd in v[7].items()}
+            v[9] = deque(v[9], maxlen=168)
             self.keys[tuple(k)] = v
 
 
@@ -322,7 +332,7 @@ class RareSequence(StatDetector):
 
 # ---------------------------------------------------------------------------------------------
 FEATURES = ("log_calls", "distinct_tools", "distinct_servers", "deny_ratio", "error_ratio", "log_result_bytes",
-            "new_tools", "hour_sin", "hour_cos", "log_external_writes", "log_risky_calls", "sessions")
+            "new_tools", "hour_rarity", "log_external_writes", "log_risky_calls", "sessions")
 
 
 class IsolationForestDetector(StatDetector):
@@ -334,13 +344,16 @@ class IsolationForestDetector(StatDetector):
             "STAT-IFOREST-001", "Multivariate outlier: a principal's hour of activity unlike anything seen", "medium",
             "isolation_forest", ("anomaly",),
             "IsolationForest over per-(principal, hour) features (calls, distinct tools and servers, deny and error "
-            "ratios, result bytes, first-time tools, hour of day, external writes, risky calls, sessions), retrained "
+            "ratios, result bytes, first-time tools, how unusual the hour of day is for the principal, external writes, "
+            "risky calls, sessions), retrained "
             "daily on recent history. Alerts name the features that contribute most (perturbation to the median).",
             "1. Read the top features in the alert context: they say what is unusual.\n2. Open the principal's "
             "timeline for that hour.\n3. Off-hours activity with many new tools, denials or errors suggests a stolen "
             "token or a hijacked agent: confirm with the owner, revoke if unexplained.", 3 * 3600.0)
         self.win: dict[str, list[Any]] = {}  # principal -> [wstart, n, tools set, servers set, deny, err, bytes, new, ext, risky, sessions set, first recs, last recs deque]
         self.known: dict[str, dict[str, None]] = {}
+        self.hours: dict[str, list[int]] = {}
+        self.first_seen: dict[str, float] = {}
         self.reservoir: deque[list[float]] = deque(maxlen=cfg.iforest_train_size)
         self.pending: list[tuple[str, float, list[float], list[dict[str, Any]]]] = []
         self.train: list[list[float]] = []
@@ -352,10 +365,19 @@ class IsolationForestDetector(StatDetector):
 
     def _close(self, principal: str, w: list[Any]) -> None:
         n = w[1]
-        hour = (w[0] / 3600.0) % 24
+        hour = int(w[0] // 3600) % 24
+        hist = self.hours.get(principal)
+        if hist is None:
+            hist = self.hours[principal] = [0] * 24
+        total = sum(hist)
+        # how unusual this hour of day is for this principal (0 = its busiest kind of hour)
+        rarity = math.log((total + 24) / (hist[hour] + 1)) if total >= 100 else 0.0
+        hist[hour] += n
+        first = self.first_seen.setdefault(principal, w[0])
+        if w[0] - first < DAY:  # the principal's first day: every tool is new, nothing to learn or score
+            return
         f = [math.log1p(n), float(len(w[2])), float(len(w[3])), w[4] / n, w[5] / n, math.log1p(w[6]), float(w[7]),
-             math.sin(2 * math.pi * hour / 24), math.cos(2 * math.pi * hour / 24), math.log1p(w[8]), math.log1p(w[9]),
-             float(len(w[10]))]
+             rarity, math.log1p(w[8]), math.log1p(w[9]), float(len(w[10]))]
         self.reservoir.append(f)
         if self.model is not None and n >= self.cfg.iforest_min_events:
             self.pending.append((principal, w[0], f, list(w[11]) + list(w[12])))
@@ -411,12 +433,15 @@ class IsolationForestDetector(StatDetector):
         if len(self.known) > self.cfg.max_keys:
             for k in list(self.known)[: len(self.known) - self.cfg.max_keys]:
                 del self.known[k]
+                self.hours.pop(k, None)
+                self.first_seen.pop(k, None)
 
     def _fit(self) -> None:
         from sklearn.ensemble import IsolationForest
 
         x = np.asarray(self.train, dtype=float)
-        self.model = IsolationForest(n_estimators=100, max_samples=min(256, len(x)), random_state=0)
+        self.model = IsolationForest(n_estimators=self.cfg.iforest_trees, max_samples=min(self.cfg.iforest_max_samples, len(x)),
+                                     random_state=0)
         self.model.fit(x)
         scores = self.model.score_samples(x)
         self.threshold = float(np.quantile(scores, self.cfg.iforest_quantile)) - self.cfg.iforest_margin
@@ -448,7 +473,7 @@ class IsolationForestDetector(StatDetector):
     def state(self) -> Any:
         return {"win": [[p, w[0], w[1], sorted(w[2]), sorted(w[3])] + w[4:10] + [sorted(w[10]), [slim(r) for r in w[11]],
                          [slim(r) for r in w[12]]] for p, w in self.win.items()],
-                "known": {p: list(k) for p, k in self.known.items()},
+                "known": {p: list(k) for p, k in self.known.items()}, "hours": self.hours, "first_seen": self.first_seen,
                 "reservoir": list(self.reservoir), "train": self.train, "model_day": self.model_day,
                 "last_wm_hour": self.last_wm_hour,
                 "pending": [[p, ws, f, [slim(r) for r in recs]] for p, ws, f, recs in self.pending]}
@@ -460,6 +485,8 @@ class IsolationForestDetector(StatDetector):
             p = row[0]
             self.win[p] = [row[1], row[2], set(row[3]), set(row[4])] + row[5:11] + [set(row[11]), row[12], deque(row[13], maxlen=5)]
         self.known = {p: dict.fromkeys(k) for p, k in st.get("known", {}).items()}
+        self.hours = {p: list(h) for p, h in st.get("hours", {}).items()}
+        self.first_seen = dict(st.get("first_seen", {}))
         self.reservoir = deque(st.get("reservoir", []), maxlen=self.cfg.iforest_train_size)
         self.train = st.get("train", [])
         self.model_day = st.get("model_day", -1)

@@ -304,30 +304,30 @@ class Spool:
         finally:
             os.close(fd)
 
-    def close(self) -> None:
+    def close(self, *, remove_if_drained: bool = False) -> bool:
+        """Sync and release. With `remove_if_drained`, a fully delivered spool directory is
+        deleted while its lock is still held (used after adopting an orphan). True if removed."""
         with self._mu:
             if self._closed:
-                return
+                return False
         self.sync()
+        removed = False
         with self._mu:
             self._closed = True
             os.close(self._fd)
+            drained = self.cursor.segment == self._active and self.cursor.offset >= self._size
+            if remove_if_drained and drained and not (self.dir / "rejected.jsonl").exists():
+                try:
+                    for p in self.dir.iterdir():
+                        p.unlink()
+                    self.dir.rmdir()
+                    removed = True
+                except OSError:
+                    removed = False
         with contextlib.suppress(OSError):
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         os.close(self._lock_fd)
-
-    def remove_if_empty(self) -> bool:
-        """Delete a drained, closed spool directory (used after adopting an orphan)."""
-        if not self._closed:
-            return False
-        leftovers = [p for p in self.dir.iterdir() if p.name not in (".lock", "cursor.json")
-                     and not (SEGMENT_RE.match(p.name) and p.stat().st_size == 0)]
-        if leftovers:
-            return False
-        for p in self.dir.iterdir():
-            p.unlink()
-        self.dir.rmdir()
-        return True
+        return removed
 
     # ---- placement --------------------------------------------------------------------
 
@@ -810,9 +810,7 @@ class Emitter:
                     self.stats.duplicates += out.duplicates
                     self.stats.adopted_spools += 1
             finally:
-                orphan.close()
-                with contextlib.suppress(OSError):
-                    orphan.remove_if_empty()
+                orphan.close(remove_if_drained=True)
 
 
 # --------------------------------------------------------------------------------------

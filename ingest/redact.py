@@ -59,6 +59,7 @@ _MARKER_FULL = re.compile(r"^" + P.MARKER_PATTERN + r"$")
 # Keys whose value inherits the secret-ness of the enclosing key: {"password": {"value": "…"}}
 _INHERIT_KEYS = frozenset({"value", "data", "plain", "plaintext", "raw", "text", "string", "current", "new", "old",
                            "previous", "secret"})
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 _JSON_ESC = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
 _JSON_ESC_MAP = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
@@ -137,6 +138,63 @@ class _Det:
     entropy: float | None = None
 
 
+try:  # the bytes-level entry point of google-re2; the public wrapper re-encodes str on every call
+    _UNANCHORED = re2._Anchor.UNANCHORED
+    _NULL = re2._NULL_SPAN
+    re2.compile("a")._regexp.Match(_UNANCHORED, b"a", 0, 1)
+    _FAST = True
+except Exception:  # pragma: no cover - other google-re2 versions
+    _FAST = False
+
+
+class _SM:
+    """A match on ASCII text (byte offsets == str offsets)."""
+
+    __slots__ = ("spans", "text", "accepted")
+
+    def __init__(self, spans: list[tuple[int, int]], text: str) -> None:
+        self.spans = spans
+        self.text = text
+        self.accepted = False
+
+    def group(self, g: int = 0) -> str | None:
+        a, b = self.spans[g]
+        return None if a < 0 else self.text[a:b]
+
+    def start(self, g: int = 0) -> int:
+        return self.spans[g][0]
+
+    def end(self, g: int = 0) -> int:
+        return self.spans[g][1]
+
+
+def _search(rx: Any, text: str, raw: bytes | None, pos: int = 0) -> Any:
+    """rx.search(text, pos); `raw` is text.encode() when text is ASCII, else None."""
+    if raw is not None and _FAST:
+        if pos > len(raw):
+            return None
+        spans = rx._regexp.Match(_UNANCHORED, raw, pos, len(raw))
+        return None if spans[0] == _NULL else _SM(spans, text)
+    m = rx.search(text, pos)
+    return None if m is None else _M(m)
+
+
+def _finditer(rx: Any, text: str, raw: bytes | None) -> Iterable[Any]:
+    if raw is None or not _FAST:
+        yield from rx.finditer(text)
+        return
+    n = len(raw)
+    pos = 0
+    match = rx._regexp.Match
+    while pos <= n:
+        spans = match(_UNANCHORED, raw, pos, n)
+        if spans[0] == _NULL:
+            return
+        yield _SM(spans, text)
+        e = spans[0][1]
+        pos = e if e > pos else pos + 1
+
+
 def _user_rule_group(rx: Any) -> int | str:
     if "secret" in rx.groupindex:
         return rx.groupindex["secret"]
@@ -209,6 +267,8 @@ class Redactor:
                 add(det, rule.regex)
                 self._user_unkeyed.append(len(dets) - 1)
         self._dets = tuple(dets)
+        self._b64_gate = P.compile_re2(P.B64_GATE)
+        self._b64_cand = P.compile_re2(P.B64_CANDIDATE)
 
         # One RE2 Set over all gates. Identical gate patterns share one slot.
         self._set = re2.Set.SearchSet(P.RE2_OPTIONS)
@@ -290,11 +350,12 @@ class Redactor:
                 return dict(fields), {}
             if slots and self._midpath_clean(dump, slots):
                 return dict(fields), {}
-        return self._redact_fields_walk(fields)
+            return self._redact_fields_walk(fields, slots)
+        return self._redact_fields_walk(fields, None)
 
     def redact_value(self, value: Any) -> tuple[Any, dict[str, int]]:
         """Redact any JSON value (e.g. a parsed but invalid event) like `args`."""
-        out, counts = self._redact_fields_walk({"args": value})
+        out, counts = self._redact_fields_walk({"args": value}, None)
         return out["args"], counts
 
     # ----------------------------------------------------------------- fast path
@@ -308,16 +369,17 @@ class Redactor:
         text = dump.decode("utf-8", "replace")
         if "\\" in text:
             text = _JSON_ESC.sub(_json_unescape, text)
+        raw = text.encode("ascii") if text.isascii() else None
         for di in dets:
             det = self._dets[di]
             if det.kind == "simple":
-                for m in det.rx.finditer(text):
+                for m in _finditer(det.rx, text, raw):
                     span = det.validate(text, m) if det.validate else (m.start(det.group), m.end(det.group))
                     if span and text[span[0]:span[1]] not in self._allow:
                         return False
             elif det.kind == "b64":
-                for m in det.rx.finditer(text):
-                    dec = _b64_any(m.group())
+                for _a, _b, blob in self._b64_candidates(text, raw):
+                    dec = _b64_any(blob)
                     if dec is not None and self._set.Match(dec):
                         return False
             elif det.kind == "pct":
@@ -343,7 +405,9 @@ class Redactor:
         self._key_cache[key] = kind
         return kind
 
-    def _redact_fields_walk(self, fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
+    def _redact_fields_walk(self, fields: Mapping[str, Any],
+                            slots: list[int] | None) -> tuple[dict[str, Any], dict[str, int]]:
+        """`slots`: the gate hits of the event's JSON (a superset of the joined strings' hits)."""
         out: dict[str, Any] = dict(fields)
         w = _Walk(self)
         for name, v in fields.items():
@@ -363,7 +427,7 @@ class Redactor:
         renames: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
         if w.pieces:
             joined = _SEP.join(w.pieces)
-            found = self._scan(joined, 0)
+            found = self._scan(joined, 0, None if (slots is None or self._user_unkeyed) else slots)
             if found:
                 starts = []
                 pos = 0
@@ -416,8 +480,10 @@ class Redactor:
 
     # ----------------------------------------------------------------- scan
 
-    def _scan(self, text: str, depth: int) -> list[Finding]:
-        slots = self._set.Match(text)
+    def _scan(self, text: str, depth: int, slots: list[int] | None = None) -> list[Finding]:
+        raw = text.encode("ascii") if text.isascii() else None
+        if slots is None:
+            slots = self._set.Match(raw if raw is not None else text.encode("utf-8", "surrogatepass"))
         if not slots:
             return []
         dis: set[int] = {d for s in slots for d in self._slot_dets[s]}
@@ -427,21 +493,22 @@ class Redactor:
             det = self._dets[di]
             k = det.kind
             if k == "simple":
-                for m in det.rx.finditer(text):
+                for m in _finditer(det.rx, text, raw):
                     span = det.validate(text, m) if det.validate else (m.start(det.group), m.end(det.group))
                     if span and span[1] > span[0]:
                         s = text[span[0]:span[1]]
                         if s not in self._allow:
                             out.append((span[0], span[1], det.prio, ((det.type, s),)))
             elif k == "marker":
-                out.extend((m.start(), m.end(), PRIO_PROTECTED, ()) for m in det.rx.finditer(text))
+                out.extend((m.start(), m.end(), PRIO_PROTECTED, ()) for m in _finditer(det.rx, text, raw))
             elif k == "assign" or k == "flag":
-                for m in det.rx.finditer(text):
+                for m in _overlapping(det.rx, text, raw):
                     r = self._assignment(text, m, k == "flag")
                     if r is not None:
                         out.append(r)
+                        m.accepted = True
             elif k == "he":
-                for m in det.rx.finditer(text):
+                for m in _overlapping(det.rx, text, raw):
                     if self._classify(m.group(1)) is None:
                         continue
                     a, b = m.start(2), m.end(2)
@@ -452,17 +519,18 @@ class Redactor:
                     if cand in self._allow or P.is_placeholder(cand) or not P.looks_random(cand, threshold=self._entropy):
                         continue
                     out.append((a, b, PRIO_HE, (("high_entropy", cand),)))
+                    m.accepted = True
             elif k == "b64":
                 if depth >= MAX_ENCODING_DEPTH:
                     continue
-                for m in det.rx.finditer(text):
-                    dec = _b64_any(m.group())
+                for a, b, blob in self._b64_candidates(text, raw):
+                    dec = _b64_any(blob)
                     if dec is None:
                         continue
                     inner = [f for f in _resolve(self._scan(dec, depth + 1)) if f[3]]
                     if inner:
                         markers = tuple(x for f in inner for x in f[3])
-                        out.append((m.start(), m.end(), PRIO_ENCODED, markers))
+                        out.append((a, b, PRIO_ENCODED, markers))
             elif k == "pct":
                 if depth >= MAX_ENCODING_DEPTH:
                     continue
@@ -478,7 +546,7 @@ class Redactor:
                     lower = text.lower() if lower is None else lower
                     if not any(kw in lower for kw in det.keywords):
                         continue
-                for m in det.rx.finditer(text):
+                for m in _finditer(det.rx, text, raw):
                     a, b = m.start(det.group), m.end(det.group)
                     if a < 0 or b <= a:
                         continue
@@ -487,6 +555,21 @@ class Redactor:
                         continue
                     out.append((a, b, PRIO_USER, ((det.type, s),)))
         return out
+
+    def _b64_candidates(self, text: str, raw: bytes | None) -> Iterable[tuple[int, int, str]]:
+        """Base64 runs that contain a gate hit (ASCII-text quads), as (start, end, run)."""
+        end = -1
+        for g in _finditer(self._b64_gate, text, raw):
+            if g.start() < end:
+                continue
+            a = g.start()
+            while a > 0 and text[a - 1] in _B64_CHARS:
+                a -= 1
+            m = _search(self._b64_cand, text, raw, a)
+            if m is None:
+                continue
+            end = m.end()
+            yield m.start(), m.end(), m.group()
 
     def _assignment(self, text: str, m: Any, flag: bool) -> Finding | None:
         key = m.group(1)
@@ -589,7 +672,7 @@ def _gate_for(spec: P.Spec) -> str:
 def _build_gates() -> dict[str, str]:
     by_type = {
         "aws_access_key": r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T)[A-Z0-9]{16}",
-        "aws_secret_key": r"[A-Za-z0-9+/]{40}",
+        "aws_secret_key": P.MIXED_RUN_GATE,
         "github_token": r"gh[pousr]_|github_pat_",
         "gitlab_token": r"gl(?:pat|dt|rt|cbt|ptt|ft|imt|agent|oas|soat|ffct|wt)-|GR1348941",
         "slack_token": r"xox[abposre]-|xoxe[.-]|xapp-",
@@ -629,6 +712,47 @@ def _build_gates() -> dict[str, str]:
 
 
 _GATES = _build_gates()
+
+
+class _M:
+    """A match wrapper that tells `_overlapping` whether the caller used it."""
+
+    __slots__ = ("m", "accepted")
+
+    def __init__(self, m: Any) -> None:
+        self.m = m
+        self.accepted = False
+
+    def group(self, g: int = 0) -> Any:
+        return self.m.group(g)
+
+    def start(self, g: int = 0) -> int:
+        return self.m.start(g)
+
+    def end(self, g: int = 0) -> int:
+        return self.m.end(g)
+
+
+_MAX_RESTARTS = 2000
+
+
+def _overlapping(rx: Any, text: str, raw: bytes | None) -> Iterable[Any]:
+    """finditer for key/value detectors: when the caller rejects a match (the key was not
+    secret, `CREDS='client_secret=…'`), search again right after the rejected key,
+    so a candidate nested in the rejected value is still found."""
+    pos = 0
+    n = len(text)
+    restarts = 0
+    while pos <= n:
+        m = _search(rx, text, raw, pos)
+        if m is None:
+            return
+        yield m
+        if m.accepted or restarts >= _MAX_RESTARTS:
+            pos = max(m.end(), pos + 1)
+        else:
+            restarts += 1
+            pos = max(m.end(1), pos + 1)
 
 
 def _resolve(found: list[Finding]) -> list[Finding]:

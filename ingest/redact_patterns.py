@@ -163,7 +163,7 @@ SECRET_SUBSTR = (
     "sessionkey", "webhookkey", "licensekey", "authorization", "authorisation", "cookie", "credential",
     "connectionstring", "connstring", "connstr", "sastoken", "saskey",
 )
-SECRET_WORDS = frozenset({"token", "dsn", "jwt", "bearer", "pat", "otp", "totp"})
+SECRET_WORDS = frozenset({"token", "dsn", "jwt", "bearer", "pat", "otp", "totp", "creds"})
 AUTH_PARTNERS = frozenset({"basic", "http", "proxy", "header", "value", "string", "data", "info"})
 # A sensitive word followed by one of these is metadata about the secret, not the secret.
 META_SUFFIX = frozenset("""
@@ -207,7 +207,7 @@ def classify_key(name: str) -> str | None:
         if any(w in TOKEN_QUALIFIERS for w in words[:i]):
             return None
         return SECRET_KIND
-    if "secretar" in joined:  # secretary
+    if "secretar" in joined or "secretsmanager" in joined or "secretmanager" in joined:  # secretary, ARNs
         return None
     if any(s in joined for s in SECRET_SUBSTR):
         return SECRET_KIND
@@ -221,31 +221,28 @@ def classify_key(name: str) -> str | None:
 # Values that only stand in for a secret (templates, env references, masks).
 PLACEHOLDER = re.compile(
     r"""^\s*(?:
-      \$\{[^}]*\}|\$\(\s*[^)]*\)|\$[A-Za-z_][A-Za-z0-9_]*|\$\d+|%[A-Za-z_][A-Za-z0-9_]*%|
+      \$\{[^}]*\}|\$\(\s*[^)]*\)|\$\d+|%[A-Za-z_][A-Za-z0-9_]*%|
       \{\{[^}]*\}\}|\{[A-Za-z_][A-Za-z0-9_.]*\}|<[^<>]*>|%\([A-Za-z_][A-Za-z0-9_]*\)s|%s|\?|:[A-Za-z_]\w*|@[A-Za-z_]\w*|
       \*+|x{3,}|X{3,}|\.{3}|\u2026|-+|
       null|none|nil|undefined|true|false|n/?a|tbd|todo|empty|
       \[?redacted\]?|\[?hidden\]?|\[?masked\]?|\[?filtered\]?|
       your[_ -]?[a-z_ -]*(?:here)?|<?insert[_ -][a-z_ -]+>?|
       (?:process\.)?env\.[A-Za-z_][A-Za-z0-9_]*|os\.environ(?:\.get)?[\[(].*|os\.getenv\(.*|
-      secrets\.[A-Za-z_][A-Za-z0-9_]*|vault:[^\s]*|
-      [A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+   # an env var NAME, e.g. DB_PASSWORD
+      secrets\.[A-Za-z_][A-Za-z0-9_]*|vault:[^\s]*
     )\s*$""",
     re.VERBOSE | re.IGNORECASE,
 )
-_ENVNAME = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")
+_SHELLVAR = re.compile(r"^\$(?:[A-Z_][A-Z0-9_]*|[a-z_][a-z0-9_]*)$")  # $DB_PASS, $password (not $m71JxY)
+_ENVNAME = re.compile(r"^[A-Z]+[0-9]*(?:_[A-Z]+[0-9]*)+$")  # an env var NAME, e.g. DB_PASSWORD
 
 
 def is_placeholder(value: str) -> bool:
-    if not value.strip():
+    v = value.strip()
+    if not v:
         return True
-    if len(value) > 200:
+    if len(v) > 200:
         return False
-    m = PLACEHOLDER.match(value)
-    if not m:
-        return False
-    # The env-name branch is case-sensitive (DB_PASSWORD yes, db_password_1 no).
-    return not (value.strip()[:1].isalpha() and "_" in value and not value.isupper() and _ENVNAME.match(value.strip()))
+    return bool(PLACEHOLDER.match(v) or _ENVNAME.match(v) or _SHELLVAR.match(v))
 
 
 def secret_like(v: str) -> bool:
@@ -257,9 +254,6 @@ def secret_like(v: str) -> bool:
     has_sym = any(not c.isalnum() for c in v)
     inner_upper = any(c.isupper() for c in v[1:])
     return has_digit or has_sym or (inner_upper and any(c.islower() for c in v))
-
-
-_WORDISH = re.compile(r"[A-Za-z][a-z]{2,}|[A-Z]{3,}")
 
 
 def looks_random(s: str, *, min_len: int = 16, threshold: float = 3.0) -> bool:
@@ -280,9 +274,7 @@ def looks_random(s: str, *, min_len: int = 16, threshold: float = 3.0) -> bool:
         if wordy * 2 >= len(parts):
             return False  # snake/kebab/dotted identifiers and paths
     if has_digit and (has_upper or has_lower) and ent >= threshold:
-        # a few words glued with a version number ("cl100kBase") are not random
-        letters = sum(len(w) for w in _WORDISH.findall(core) if len(w) >= 5)
-        return letters * 2 < len(core)
+        return True
     return n >= 24 and has_upper and has_lower and ent >= threshold + 0.8
 
 
@@ -325,8 +317,8 @@ def _v_aws_secret(text: str, m: re2._Match) -> tuple[int, int] | None:
     if _HEX.fullmatch(s) or not (any(c.isdigit() for c in s) and any(c.isupper() for c in s)
                                  and any(c.islower() for c in s)):
         return None
-    if shannon_entropy(s) < 4.0:
-        return None
+    if shannon_entropy(s) < 4.0 or b64_decode_text(s) is not None:
+        return None  # base64 of readable text (pagination cursors, JSON) is not a random key
     parts = [p for p in s.split("/") if p]
     if len(parts) > 2 and all(p.isalpha() for p in parts):
         return None  # a path
@@ -432,7 +424,7 @@ def _v_cookie(text: str, m: re2._Match) -> tuple[int, int] | None:
 def _v_private_block(text: str, m: re2._Match) -> tuple[int, int] | None:
     a, b = m.start(1), m.end(1)
     body = text[a:b]
-    if sum(c.isalnum() for c in body) < 16:
+    if sum(c.isalnum() for c in body[:64]) < 16:
         return None
     return a, b
 
@@ -448,7 +440,7 @@ ASSIGN_PATTERN = (
     r"|([^\s\"'`,;&<>(){}\[\]=\x00\\][^\s\"'`,;&<>(){}\[\]\x00\\]*))"
 )
 FLAG_PATTERN = (
-    r"(?i)(?:^|[\s\"'])--?(" + _KEYCH + r"{0,64}" + _KW + _KEYCH + r"{0,64})(?:=|[ \t]+)"
+    r"(?i)(?:^|[^A-Za-z0-9_.-])--?(" + _KEYCH + r"{0,64}" + _KW + _KEYCH + r"{0,64})(?:=|[ \t]+)"
     r"(?:\"([^\"\x00\n]*)\"|'([^'\x00\n]*)'|([^\s\"'`;&|<>\x00-][^\s\"'`;&|<>\x00]*))"
 )
 _CODEISH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -471,8 +463,8 @@ def assignment_findings(text: str, m: re2._Match, *, flag: bool) -> tuple[str, i
     a, b, g = val
     v = text[a:b]
     quoted = g != groups[-1]
-    if not v or is_placeholder(v):
-        return None
+    if not v or is_placeholder(v) or (v[0] == "$" and text[b:b + 1] in ("{", "(")):
+        return None  # ${DB_PASS}, $(cat ~/.token)
     if not quoted and not (not flag and m.start(4) >= 0):
         if _CODEISH.match(v) or text[b:b + 1] in ("(", "["):
             return None  # a code reference: password=self.password, token=get_token()
@@ -490,7 +482,7 @@ COOKIE_PATTERN = r"(?i)(?:^|[^A-Za-z0-9_-])(?:set-)?cookie[ \t]*:[ \t]*([^\r\n\x
 MYSQL_PATTERN = r"\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n\x00|;&]{0,200}?[ \t]-p([^\s\"'\x00-][^\s\"'\x00]*)"
 SSHPASS_PATTERN = r"\bsshpass\b[^\n\x00|;&]{0,200}?[ \t]-p[ \t]*([^\s\x00-][^\s\x00]*)"
 REDISCLI_PATTERN = r"\bredis-cli\b[^\n\x00|;&]{0,200}?[ \t]-a[ \t]+([^\s\x00-][^\s\x00]*)"
-CURL_USER_PATTERN = r"(?:^|[\s\"'])(?:-u|--user|--proxy-user)(?:[ \t]+|=)[\"']?[^\s:\"'\x00]*:([^\s\"'\x00]+)"
+CURL_USER_PATTERN = r"(?:^|[\s\"'\x00])(?:-u|--user|--proxy-user)(?:[ \t]+|=)[\"']?[^\s:\"'\x00]*:([^\s\"'\x00]+)"
 
 # High-entropy fallback: a random-looking token right after a credential word.
 HE_KW = (
@@ -498,7 +490,7 @@ HE_KW = (
     r"private[ _.-]?key|signing[ _.-]?key|credentials?|auth[ _.-]?(?:token|key)|bearer)"
 )
 HE_PATTERN = (
-    r"(?i)([A-Za-z0-9_.-]{0,40}" + HE_KW + r"[A-Za-z0-9_.-]{0,40})"
+    r"(?i)(?:^|[^A-Za-z0-9_.-])([A-Za-z0-9_.-]{0,40}" + HE_KW + r"[A-Za-z0-9_.-]{0,40})"
     r"(?:[ \t]+(?:is|was|=|:|of|for|value|here|->|=>|now)){0,3}[ \t]*[:=]?[ \t]*[\"'`]?"
     r"([A-Za-z0-9+/_~.=-]{16,512})"
 )
@@ -566,10 +558,32 @@ BUILTIN: tuple[Spec, ...] = (
 BUILTIN_TYPES: tuple[str, ...] = tuple(dict.fromkeys(
     [s.type for s in BUILTIN] + ["password", "secret_field", "high_entropy"]))
 
-B64_GATE = r"(?:[A-Za-f][A-Za-z0-9+/_-]{3}){4,}"
+# Gate for base64 that hides ASCII text: 5 aligned quads (15 bytes) whose first character encodes an
+# ASCII byte ([I-Za-f] for bytes 0x20-0x7f), at least one quad not plain lowercase hex (so
+# sha256 / git SHAs / uuids do not fire). No overlapping counters: keeps the Set's DFA small.
+_Q = r"[I-Za-f][A-Za-z0-9+/_-]{3}"
+_QN = r"(?:[I-Z][A-Za-z0-9+/_-]{3}|[a-f](?:[g-zA-Z+/][A-Za-z0-9+/_-]{2}|[A-Za-z0-9+/_-][g-zA-Z+/][A-Za-z0-9+/_-]" \
+      r"|[A-Za-z0-9+/_-]{2}[g-zA-Z+/]))"
+B64_GATE = "|".join(f"(?:{_Q}){{{k}}}{_QN}(?:{_Q}){{{4 - k}}}" for k in range(5)).replace("{0}", "{0,0}")
+_B = r"[A-Za-z0-9+/]*"
+# Gate for 40-char AWS secret keys: a run mixing upper, lower and digit (what the validator
+# requires), written without a length counter.
+MIXED_RUN_GATE = "|".join(f"{a}{_B}{b}{_B}{c}" for a, b, c in [
+    ("[A-Z]", "[a-z]", "[0-9]"), ("[A-Z]", "[0-9]", "[a-z]"), ("[a-z]", "[A-Z]", "[0-9]"),
+    ("[a-z]", "[0-9]", "[A-Z]"), ("[0-9]", "[A-Z]", "[a-z]"), ("[0-9]", "[a-z]", "[A-Z]")])
 B64_CANDIDATE = r"[A-Za-z0-9+/_-]{16,}(?:(?:\r?\n|\\r?\\n)[A-Za-z0-9+/_-]{4,})*={0,2}"
 PCT_GATE = r"%[0-9A-Fa-f]{2}"
 
-# Keyword gate for the key-name rule, assignments and the entropy fallback. A superset:
-# whatever those detectors can find contains one of these fragments.
-KEYWORD_GATE = r"(?i)pass|pwd|secret|token|key|auth|cookie|cred|dsn|conn|jwt|bearer|otp|pat\b|contrasena|senha"
+# Keyword gate for the key-name rule, assignments and the entropy fallback: a superset of
+# the names `classify_key` accepts, written against raw text (any separators, any case).
+_S = r"(?:[^A-Za-z0-9]|\\[nrtbf]|\\u00[0-9a-fA-F]{2})*"
+_PRE = r"(?:^|[^A-Za-z]|\\[nrtbf])"  # a word start, also right after a JSON escape such as \n
+KEYWORD_GATE = "|".join([
+    r"(?i)pass" + _S + r"(?:word|wd|phrase|code)|passwort|contrase.a|senha|secret|token|pwd|dsn|jwt|bearer|creds|credential",
+    r"(?i)cookie|authori[sz]ation|conn(?:ection)?" + _S + r"str",
+    r"(?i)(?:api|access|private|priv|signing|encryption|decryption|master|subscription|account|storage|auth|app|hmac|"
+    r"shared|session|webhook|license|sas)" + _S + r"key",
+    r"(?i)(?:basic|http|proxy)" + _S + r"auth|auth" + _S + r"(?:header|value|string|data|info)",
+    _PRE + r"(?:pass|PASS|Pass)(?:[^a-z]|$)|[a-z0-9]Pass(?:[^a-z]|$)",
+    r"(?i)" + _PRE + r"(?:pat|t?otp)(?:[^a-z]|$)",
+])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class _Section(BaseModel):
@@ -79,26 +81,69 @@ class RedactionSettings(_Section):
 
 
 class HttpSettings(_Section):
-    host: str = "127.0.0.1"
+    """`tooltrail serve`: the HTTP collector and read API (ingest/http/)."""
+
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless told otherwise (no TLS: put a proxy in front).")
     port: int = Field(8080, ge=0, le=65535)
-    api_keys: dict[str, str] = Field(default_factory=dict, description="source -> token (ingest). Prefer `tooltrail keys create`.")
+    chain: str = Field("http", pattern=r"^[A-Za-z0-9._-]{1,120}$",
+                       description="Hash chain the collector writes; with workers > 1, worker i owns '<chain>-<i>'.")
+    workers: int = Field(1, ge=1, le=64, description="Collector processes; each owns its own chain (one writer per chain).")
+    api_keys: dict[str, str] = Field(default_factory=dict,
+                                     description="source -> token (ingest). Prefer `tooltrail keys create`.")
     read_keys: dict[str, str] = Field(default_factory=dict, description="name -> token (read API).")
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_decompressed_bytes: int = Field(64 * 1024 * 1024, ge=1024)
-    max_batch_items: int = Field(10_000, ge=1)
-    rate_limit_events_per_s: float = Field(200_000, gt=0, description="Per source.")
-    request_timeout_s: float = Field(30, gt=0)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Request body as sent (compressed) -> 413 beyond.")
+    max_decompressed_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Body after gzip decoding -> 413 beyond.")
+    max_batch_items: int = Field(10_000, ge=1, description="Events per request -> 413 beyond.")
+    rate_limit_events_per_s: float = Field(200_000, gt=0, description="Per source (token bucket) -> 429 + Retry-After.")
+    rate_limit_burst: int | None = Field(None, ge=1, description="Bucket size; default max(rate, max_batch_items).")
+    source_rate_limits: dict[str, float] = Field(default_factory=dict, description="Per-source override of the events/s limit.")
+    read_rate_limit_per_s: float = Field(50, gt=0, description="Read API requests per second per read key.")
+    request_timeout_s: float = Field(30, gt=0, description="Body upload and durable acknowledgement deadline.")
+    submit_threads: int = Field(8, ge=1, le=256, description="Threads handing batches to the write path (group commit).")
+    max_pending_events: int = Field(100_000, ge=1, description="Events waiting for durability before new batches get 503.")
+    retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After sent with 503 (backpressure, storage failure).")
+    metrics_public: bool = Field(True, description="/metrics without a key (it binds to loopback by default).")
+    access_log: bool = Field(False, description="One JSON log line per request (method, path, status, ms; never bodies).")
+    read_page_max: int = Field(1000, ge=1, le=100_000, description="Largest page of the read API.")
+    read_timeout_s: float = Field(10, gt=0, description="Query timeout of the read API.")
 
 
 class KafkaSettings(_Section):
-    bootstrap: str = "127.0.0.1:9092"
-    topic: str = "tooltrail.events"
-    group: str = "tooltrail-collectors"
-    dead_letter_topic: str | None = None
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    """Kafka collector (`tooltrail kafka`) and producer helper (`tooltrail emit`). Secrets
+    (`sasl_password`) come from this file or TOOLTRAIL_KAFKA__SASL_PASSWORD, never from a flag,
+    and are never logged."""
+
+    bootstrap: str = Field("127.0.0.1:9092", description="Comma-separated HOST:PORT list.")
+    topic: str = Field("tooltrail.events", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    group: str = Field("tooltrail-collectors", min_length=1, max_length=255)
+    source: str | None = Field(None, max_length=256, description="Source recorded on stored events; default kafka:<topic>.")
+    chain_prefix: str = Field("kafka", pattern=r"^[A-Za-z0-9._-]{1,32}$",
+                              description="Chains are named <prefix>-<topic>-p<partition>.")
+    dead_letter_topic: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,249}$",
+                                          description="Also copy rejected messages here (original bytes + reason headers).")
+    client_id: str = "tooltrail-collector"
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a group without committed offsets starts (earliest: never skip events).")
+    max_batch: int = Field(10_000, ge=1, le=1_000_000, description="Records per poll, i.e. per durable batch.")
+    max_partition_fetch_bytes: int = Field(4 << 20, ge=1024)
+    fetch_max_bytes: int = Field(64 << 20, ge=1024)
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    rebalance_timeout_ms: int | None = Field(None, ge=1000, description="Default: session_timeout_ms.")
+    group_instance_id: str | None = Field(None, description="Static membership (KIP-345): a restart keeps the assignment.")
+    lag_log_interval_s: float = Field(10.0, gt=0, description="Seconds between consumer-lag log lines.")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Serve Prometheus /metrics on this port.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_keyfile_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    producer_idempotence: bool = Field(True, description=(
+        "Idempotent producer (emit, dead-letter copies). Brokers without InitProducerId support need false; "
+        "the collector still drops duplicates by event_id."))

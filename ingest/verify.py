@@ -15,16 +15,21 @@ What it proves, per chain (seq 0 .. n-1):
 from __future__ import annotations
 
 import hashlib
+import io
+import multiprocessing
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from ingest.chain import CHAIN_DOMAIN, genesis_hash
@@ -38,6 +43,7 @@ from schemas.checkpoint import Checkpoint
 from schemas.stored import TYPED_COLUMNS, format_ts
 
 _sha256 = hashlib.sha256
+PARALLEL_MIN_ROWS = 200_000
 Progress = Callable[[int], None]
 
 
@@ -93,54 +99,102 @@ class VerifyReport:
         return d
 
 
-def _mismatch_sql(path: str) -> str:
-    conds = " OR ".join(f'("{name}" IS DISTINCT FROM {expr})' for name, _, expr in TYPED_COLUMNS)
-    return f"SELECT min(seq) FROM read_parquet('{path}') WHERE {conds}"
+_TYPED_SCHEMA = pa.schema([(name, typ) for name, typ, _ in TYPED_COLUMNS])
+_JSON_OPTS = pj.ParseOptions(explicit_schema=_TYPED_SCHEMA, unexpected_field_behavior="ignore")
 
 
-def _mismatch_column(con: duckdb.DuckDBPyConnection, path: str, seq: int) -> str:
-    cols = ", ".join(f'("{name}" IS DISTINCT FROM {expr}) AS "{name}"' for name, _, expr in TYPED_COLUMNS)
-    row = con.execute(f"SELECT {cols} FROM read_parquet('{path}') WHERE seq = ? LIMIT 1", [seq]).fetchone()
-    if row is None:
-        return "seq"
-    return ", ".join(name for (name, _, _), bad in zip(TYPED_COLUMNS, row, strict=True) if bad) or "?"
+@dataclass
+class SegmentCheck:
+    """What one worker learned about one segment (picklable)."""
+
+    path: str
+    first_seq: int
+    next_seq: int  # one past the last row that checked out
+    last_hash: str
+    leaves: bytes  # 32-byte leaf hashes of the rows that checked out, in seq order
+    problem: Problem | None = None
 
 
-def _check_segment_rows(table: pa.Table, info: SegmentInfo, expect_seq: int, head: str, cr: CompactRange,
-                        cp_sizes: dict[int, list[Checkpoint]], rep: ChainReport) -> tuple[int, str, bool]:
-    """Walk one segment's rows in seq order. Returns (next seq, head hash, ok)."""
-    table = table.sort_by("seq")
+def _column_mismatch(table: pa.Table) -> tuple[int, str] | None:
+    """(row index, column names) of the first row whose typed columns differ from its record."""
+    lines = pc.binary_join_element_wise(table.column("record"), pa.scalar("\n"), "")
+    buf = pa.concat_arrays(lines.chunks).buffers()[2] if lines.num_chunks else None
+    if buf is None:
+        return None
+    parsed = pj.read_json(io.BytesIO(buf.to_pybytes()), parse_options=_JSON_OPTS)
+    if parsed.num_rows != table.num_rows:
+        return 0, "record"
+    bad_any = None
+    per_col: list[tuple[str, pa.ChunkedArray]] = []
+    for name, _, _ in TYPED_COLUMNS:
+        a, b = table.column(name), parsed.column(name)
+        same = pc.or_(pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b)))
+        bad = pc.invert(same)
+        per_col.append((name, bad))
+        bad_any = bad if bad_any is None else pc.or_(bad_any, bad)
+    if bad_any is None or not pc.any(bad_any).as_py():
+        return None
+    idx = pc.index(bad_any, True).as_py()
+    names = [name for name, bad in per_col if bad[idx].as_py()]
+    return idx, ", ".join(names)
+
+
+def check_segment(lake: str, path: str, first_seq: int, first_prev_hash: str) -> SegmentCheck:
+    """Check one segment's rows: contiguity, links, hashes and typed columns. Runs in a worker."""
+    res = SegmentCheck(path, first_seq, first_seq, first_prev_hash, b"")
+    try:
+        table = pq.read_table(Path(lake) / path)
+    except (OSError, pa.ArrowException) as exc:
+        res.problem = Problem("unreadable_segment", f"cannot read segment: {exc}", first_seq, path)
+        return res
+    table = table.take(pc.sort_indices(table.column("seq")))
     seqs = table.column("seq").to_pylist()
     prevs = table.column("prev_hash").to_pylist()
     hashes = table.column("hash").to_pylist()
     records = table.column("record").cast(pa.binary()).to_pylist()
+    leaves: list[bytes] = []
+    expect, head = first_seq, first_prev_hash
+    sha = _sha256
+    domain = CHAIN_DOMAIN
     for seq, prev, h, data in zip(seqs, prevs, hashes, records, strict=True):
-        if seq != expect_seq:
-            kind = "deleted_row" if seq is not None and seq > expect_seq else "inserted_row"
-            rep.add(kind, f"expected seq {expect_seq}, found {seq}", expect_seq, info.path)
-            return expect_seq, head, False
+        if seq != expect:
+            kind = "deleted_row" if seq is not None and seq > expect else "inserted_row"
+            res.problem = Problem(kind, f"expected seq {expect}, found {seq}", expect, path)
+            break
         if prev != head:
-            rep.add("broken_link", "prev_hash does not match the previous event's hash", seq, info.path)
-            return expect_seq, head, False
-        leaf = _sha256(b"\x00" + data).digest()
+            res.problem = Problem("broken_link", "prev_hash does not match the previous event's hash", seq, path)
+            break
+        leaf = sha(b"\x00" + data).digest()
         try:
-            linked = _sha256(CHAIN_DOMAIN + bytes.fromhex(prev) + leaf).hexdigest()
+            linked = sha(domain + bytes.fromhex(prev) + leaf).hexdigest()
         except ValueError:
             linked = ""
         if linked != h:
-            rep.add("hash_mismatch", "record does not hash to the stored hash (edited or swapped)", seq, info.path)
-            return expect_seq, head, False
-        cr.append(leaf)
-        for cp in cp_sizes.get(cr.size, ()):
-            if cp.root != cr.root().hex():
-                rep.add("checkpoint_root_mismatch", f"signed root for size {cp.size} differs from the stored events",
-                        seq, info.path)
-        expect_seq, head = seq + 1, h
-    return expect_seq, head, True
+            res.problem = Problem("hash_mismatch", "record does not hash to the stored hash (edited or swapped)", seq, path)
+            break
+        leaves.append(leaf)
+        expect, head = seq + 1, h
+    if res.problem is None:
+        mismatch = _column_mismatch(table)
+        if mismatch is not None:
+            idx, cols = mismatch
+            res.problem = Problem("column_mismatch", f"column(s) {cols} differ from the hashed record", seqs[idx], path)
+            del leaves[idx:]
+            expect = seqs[idx]
+            head = prevs[idx]
+    res.next_seq, res.last_hash, res.leaves = expect, head, b"".join(leaves)
+    return res
+
+
+def _map_segments(lake: str, plan: list[SegmentInfo], pool: Executor | None) -> Iterator[SegmentCheck]:
+    args = [(lake, s.path, s.first_seq, s.first_prev_hash) for s in plan]
+    if pool is None or len(plan) < 2:
+        return (check_segment(*a) for a in args)
+    return pool.map(check_segment, *zip(*args, strict=True))
 
 
 def verify_chain(layout: Layout, chain_id: str, pubkey: Any, *, extra_checkpoints: list[Checkpoint] | None = None,
-                 progress: Progress | None = None) -> ChainReport:
+                 progress: Progress | None = None, pool: Executor | None = None) -> ChainReport:
     rep = ChainReport(chain_id)
     cps, bad_lines = read_checkpoints(layout.checkpoints(chain_id))
     for b in bad_lines:
@@ -167,40 +221,48 @@ def verify_chain(layout: Layout, chain_id: str, pubkey: Any, *, extra_checkpoint
     rep.segments = len(segs)
     expect_seq, head = 0, genesis_hash(chain_id)
     cr = CompactRange()
-    con = duckdb.connect()
     healthy = True
+    # Segments are independent given the manifest's first_prev_hash; links between them are
+    # checked here. Workers check rows; this process builds the Merkle tree from their leaves.
+    plan: list[SegmentInfo] = []
     for info in segs:
-        path = layout.lake / info.path
         if info.first_seq != expect_seq:
             kind = "missing_segment" if info.first_seq > expect_seq else "overlapping_segment"
             rep.add(kind, f"segment starts at seq {info.first_seq}, expected {expect_seq}", expect_seq, info.path)
             healthy = False
             break
-        if not path.exists():
+        if not (layout.lake / info.path).exists():
             rep.add("missing_segment", "segment file listed in the manifest is missing", info.first_seq, info.path)
             healthy = False
             break
-        try:
-            table = pq.read_table(path, columns=["seq", "prev_hash", "hash", "record"])
-        except (OSError, pa.ArrowException) as exc:
-            rep.add("unreadable_segment", f"cannot read segment: {exc}", info.first_seq, info.path)
+        plan.append(info)
+        expect_seq = info.last_seq + 1
+    expect_seq = 0
+    lake = str(layout.lake)
+    results = _map_segments(lake, plan, pool)
+    for info, res in zip(plan, results, strict=False):
+        if res.first_seq != expect_seq or info.first_prev_hash != head:
+            rep.add("broken_link", "segment does not link to the previous segment", expect_seq, info.path)
             healthy = False
             break
+        leaves = res.leaves
+        for off in range(0, len(leaves), 32):
+            cr.append(leaves[off:off + 32])
+            for cp in by_size.get(cr.size, ()):
+                if cp.root != cr.root().hex():
+                    rep.add("checkpoint_root_mismatch", f"signed root for size {cp.size} differs from the stored events",
+                            cr.size - 1, info.path)
         before = expect_seq
-        expect_seq, head, ok = _check_segment_rows(table, info, expect_seq, head, cr, by_size, rep)
-        if ok and expect_seq != info.last_seq + 1:
-            rep.add("truncated_segment", f"segment ends at seq {expect_seq - 1}, manifest says {info.last_seq}",
-                    expect_seq, info.path)
-            ok = False
-        if ok:
-            bad = con.execute(_mismatch_sql(str(path))).fetchone()[0]
-            if bad is not None:
-                rep.add("column_mismatch", f"column(s) {_mismatch_column(con, str(path), bad)} differ from the "
-                        "hashed record", bad, info.path)
-                ok = False
+        expect_seq, head = res.next_seq, res.last_hash
         if progress:
             progress(expect_seq - before)
-        if not ok:
+        if res.problem is not None:
+            rep.problems.append(res.problem)
+            healthy = False
+            break
+        if expect_seq != info.last_seq + 1:
+            rep.add("truncated_segment", f"segment ends at seq {expect_seq - 1}, manifest says {info.last_seq}",
+                    expect_seq, info.path)
             healthy = False
             break
     rep.events = expect_seq
@@ -225,7 +287,7 @@ def _orphans(layout: Layout, live: set[str]) -> list[str]:
 
 
 def verify(layout: Layout, *, trusted_key: str | None = None, checkpoints_from: str | None = None,
-           progress: Progress | None = None, save: bool = True) -> VerifyReport:
+           progress: Progress | None = None, save: bool = True, workers: int | None = None) -> VerifyReport:
     t0 = time.perf_counter()
     warnings: list[str] = []
     pubkey = load_public_key(layout.keys, trusted_key)
@@ -235,7 +297,16 @@ def verify(layout: Layout, *, trusted_key: str | None = None, checkpoints_from: 
             extra[p.stem] = read_checkpoints(p)[0]
     chain_ids = sorted(set(layout.chain_ids()) | set(extra)
                        | {p.stem for p in layout.checkpoints_dir.glob("*.jsonl")})
-    reports = [verify_chain(layout, c, pubkey, extra_checkpoints=extra.get(c), progress=progress) for c in chain_ids]
+    if workers is None:  # a process pool costs ~1 s to start: only worth it for big stores
+        rows = sum(s.rows for c in chain_ids for s in live_segments(layout, c))
+        workers = min(2, os.cpu_count() or 1) if rows >= PARALLEL_MIN_ROWS else 1
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    try:
+        reports = [verify_chain(layout, c, pubkey, extra_checkpoints=extra.get(c), progress=progress, pool=pool)
+                   for c in chain_ids]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     live = {s.path for c in chain_ids for s in live_segments(layout, c)}
     for orphan in _orphans(layout, live):
         warnings.append(f"segment file not in any manifest (ignored by queries): {orphan}")

@@ -12,8 +12,11 @@ from tooltrail.logs import configure_logging, get_logger
 
 # One line per command module; each registers one or more subcommands.
 COMMAND_MODULES = (
+    "tooltrail.commands.dashboard",
     "tooltrail.commands.store",
     "tooltrail.commands.proxy",
+    "tooltrail.commands.kafka",
+    "tooltrail.commands.serve",
 )
 
 

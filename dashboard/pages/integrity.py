@@ -3,7 +3,6 @@ unsigned tail of each chain, quarantined input by reason, and a button that veri
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import dash_bootstrap_components as dbc

@@ -141,6 +141,7 @@ def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
                                                     "if": {"filter_query": "{highlight} = 1"},
                                                     "backgroundColor": "#f3f0ff",
                                                 },
+                                                {"if": {"filter_query": "{focus} = 1"}, "backgroundColor": "#e5dbff"},
                                                 {
                                                     "if": {"filter_query": "{highlight} = 1", "column_id": "match"},
                                                     "color": "#5f3dc4",
@@ -218,18 +219,20 @@ def _outcome(e: dict) -> str:
     return e.get("result") or "unknown"
 
 
-def build_view(events: list[dict], alerts: list[dict]) -> tuple[go.Figure, list[dict], dict[str, Any]]:
-    """The figure, the table rows and summary facts of a timeline view."""
+def build_view(events: list[dict], alerts: list[dict], focus: str | None = None) -> tuple[go.Figure, list[dict], dict]:
+    """The figure, the table rows and summary facts of a timeline view. `focus`: the alert the
+    analyst came from; its evidence is highlighted first."""
     evid: dict[tuple[str, int], list[str]] = {}
     evid_ids: dict[str, list[str]] = {}
+    alerts = sorted(alerts, key=lambda a: (a.get("alert_id") != focus, str(a.get("first_seen"))))
     for i, a in enumerate(alerts):
-        label = f"{a.get('rule_id', '')}"
         for ref in parse_json(a.get("evidence"), []) or []:
             if ref.get("chain_id") is not None and ref.get("seq") is not None:
-                evid.setdefault((ref["chain_id"], int(ref["seq"])), []).append(label)
+                evid.setdefault((ref["chain_id"], int(ref["seq"])), []).append(a["alert_id"])
             elif ref.get("event_id"):
-                evid_ids.setdefault(ref["event_id"], []).append(label)
+                evid_ids.setdefault(ref["event_id"], []).append(a["alert_id"])
         a["_colour"] = MATCH_COLOURS[i % len(MATCH_COLOURS)]
+    rule_of = {a["alert_id"]: a.get("rule_id") or a["alert_id"] for a in alerts}
 
     def matches(e: dict) -> list[str]:
         return evid.get((e["chain_id"], int(e["seq"])), []) or evid_ids.get(e["event_id"], [])
@@ -238,137 +241,95 @@ def build_view(events: list[dict], alerts: list[dict]) -> tuple[go.Figure, list[
     rows = []
     for e in events:
         m = matches(e)
-        rows.append(
-            {
-                "id": f"{e['chain_id']}:{e['seq']}",
-                "time": fmt_ts(e["ts"], micro=True)[:-3],
-                "lane": _lane(e),
-                "decision": e["decision"],
-                "result": e.get("result") or "",
-                "principal": e.get("principal"),
-                "session": e.get("session"),
-                "redactions": f"\U0001f512 {e['redaction_count']}" if e.get("redaction_count") else "",
-                "match": ("\u2605 " + ", ".join(sorted(set(m)))) if m else "",
-                "highlight": 1 if m else 0,
-                "pos": f"{e['chain_id']}:{e['seq']}",
-                "chain_id": e["chain_id"],
-                "seq": e["seq"],
-                "ts": iso(e["ts"]),
-                "ts_full": fmt_ts(e["ts"], micro=True),
-            }
-        )
+        rows.append({
+            "id": f"{e['chain_id']}:{e['seq']}", "time": fmt_ts(e["ts"], micro=True)[:-3], "lane": _lane(e),
+            "decision": e["decision"], "result": e.get("result") or "", "principal": e.get("principal"),
+            "session": e.get("session"),
+            "redactions": f"\u25c6 {e['redaction_count']} redacted" if e.get("redaction_count") else "",
+            "match": ("\u2605 " + ", ".join(dict.fromkeys(rule_of[x] for x in m))) if m else "",
+            "highlight": 1 if m else 0, "focus": 1 if focus and focus in m else 0, "alert_ids": m,
+            "pos": f"{e['chain_id']}:{e['seq']}", "chain_id": e["chain_id"], "seq": e["seq"], "ts": iso(e["ts"]),
+            "ts_full": fmt_ts(e["ts"], micro=True),
+        })
 
     fig = go.Figure()
-    groups = (
-        ("ok", "#2f9e44", "circle", "allowed, ok"),
-        ("error", "#f08c00", "circle", "allowed, error"),
-        ("timeout", "#f08c00", "triangle-up", "allowed, timeout"),
-        ("unknown", "#868e96", "circle", "allowed"),
-        ("denied", "#e03131", "x", "denied"),
-    )
+    groups = (("ok", "#2f9e44", "circle", "allowed, ok"), ("error", "#f08c00", "circle", "allowed, error"),
+              ("timeout", "#f08c00", "triangle-up", "allowed, timeout"), ("unknown", "#868e96", "circle", "allowed"),
+              ("denied", "#e03131", "x", "denied"))
     for key, colour, symbol, name in groups:
         pts = [r for r, e in zip(rows, events, strict=True) if _outcome(e) == key]
-        if not pts:
-            continue
-        fig.add_scatter(
-            x=[r["ts_full"] for r in pts],
-            y=[r["lane"] for r in pts],
-            mode="markers",
-            name=name,
-            marker={"color": colour, "size": 10, "symbol": symbol, "line": {"width": 1, "color": "white"}},
-            customdata=[[r["chain_id"], r["seq"], r["ts"]] for r in pts],
-            text=[f"{r['principal']} \u00b7 {r['decision']} \u00b7 {r['result'] or '-'}" for r in pts],
-            hovertemplate="%{y}<br>%{x}<br>%{text}<extra></extra>",
-        )
+        if pts:
+            fig.add_scatter(
+                x=[r["ts_full"] for r in pts], y=[r["lane"] for r in pts], mode="markers", name=name,
+                marker={"color": colour, "size": 10, "symbol": symbol, "line": {"width": 1, "color": "white"}},
+                customdata=[[r["chain_id"], r["seq"], r["ts"]] for r in pts],
+                text=[f"{r['principal']} \u00b7 {r['decision']} \u00b7 {r['result'] or '-'}" for r in pts],
+                hovertemplate="%{y}<br>%{x}<br>%{text}<extra></extra>")
     red = [r for r in rows if r["redactions"]]
     if red:
-        fig.add_scatter(
-            x=[r["ts_full"] for r in red],
-            y=[r["lane"] for r in red],
-            mode="markers",
-            name="secret redacted",
-            marker={"symbol": "diamond-open", "size": 17, "color": "#862e9c", "line": {"width": 2}},
-            customdata=[[r["chain_id"], r["seq"], r["ts"]] for r in red],
-            hovertemplate="redacted secret: %{y}<extra></extra>",
-        )
+        fig.add_scatter(x=[r["ts_full"] for r in red], y=[r["lane"] for r in red], mode="markers",
+                        name="secret redacted", marker={"symbol": "diamond-open", "size": 17, "color": "#862e9c",
+                                                        "line": {"width": 2}},
+                        customdata=[[r["chain_id"], r["seq"], r["ts"]] for r in red],
+                        hovertemplate="secret redacted before storage: %{y}<extra></extra>")
     for a in alerts:
         first, last = to_dt(a.get("first_seen")), to_dt(a.get("last_seen"))
+        is_focus = a["alert_id"] == focus
         if first and last:
-            pad = timedelta(milliseconds=200) if last == first else timedelta(0)
-            fig.add_vrect(
-                x0=fmt_ts(first - pad, micro=True),
-                x1=fmt_ts(last + pad, micro=True),
-                fillcolor=a["_colour"],
-                opacity=0.08,
-                line_width=0,
-                layer="below",
-            )
-        ev = [r for r in rows if a.get("rule_id") in r["match"]]
+            pad = timedelta(milliseconds=300) if last == first else timedelta(0)
+            fig.add_vrect(x0=fmt_ts(first - pad, micro=True), x1=fmt_ts(last + pad, micro=True),
+                          fillcolor=a["_colour"], opacity=0.12 if is_focus else 0.06, line_width=0, layer="below")
+        ev = [r for r in rows if a["alert_id"] in r["alert_ids"]]
         if ev:
-            fig.add_scatter(
-                x=[r["ts_full"] for r in ev],
-                y=[r["lane"] for r in ev],
-                mode="markers+lines",
-                name=f"\u2605 {a.get('title') or a.get('rule_id')}"[:60],
-                line={"color": a["_colour"], "width": 2, "dash": "dot"},
-                marker={"symbol": "circle-open", "size": 22, "color": a["_colour"], "line": {"width": 3}},
-                customdata=[[r["chain_id"], r["seq"], r["ts"]] for r in ev],
-                hovertemplate=f"{(a.get('title') or '')[:80]}<br>%{{x}}<extra></extra>",
-            )
-    height = max(260, min(900, 90 + 34 * len(lanes)))
+            title = (a.get("title") or a.get("rule_id") or "")
+            fig.add_scatter(x=[r["ts_full"] for r in ev], y=[r["lane"] for r in ev], mode="markers+lines",
+                            name=("\u2605 " + title)[:48] + ("\u2026" if len(title) > 46 else ""),
+                            line={"color": a["_colour"], "width": 3 if is_focus else 2, "dash": "dot"},
+                            marker={"symbol": "circle-open", "size": 24 if is_focus else 20, "color": a["_colour"],
+                                    "line": {"width": 3}},
+                            customdata=[[r["chain_id"], r["seq"], r["ts"]] for r in ev],
+                            hovertemplate=f"{title[:80]}<br>%{{x}}<extra></extra>")
+    height = max(280, min(900, 120 + 36 * len(lanes)))
     fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(lanes)), type="category")
-    fig.update_layout(height=height, clickmode="event", margin={"l": 170, "r": 16, "t": 30, "b": 36})
     C.style_figure(fig)
-    fig.update_layout(margin={"l": 170, "r": 16, "t": 30, "b": 36})
+    fig.update_layout(height=height, clickmode="event", margin={"l": 170, "r": 16, "t": 10, "b": 40},
+                      legend={"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0})
+    if events:
+        t0, t1 = to_dt(events[0]["ts"]), to_dt(events[-1]["ts"])
+        pad = max((t1 - t0) * 0.04, timedelta(seconds=2))
+        fig.update_xaxes(range=[fmt_ts(t0 - pad, micro=True), fmt_ts(t1 + pad, micro=True)])
     summary = {
-        "events": len(events),
-        "lanes": len(lanes),
-        "denies": sum(1 for e in events if e["decision"] == "deny"),
-        "errors": sum(1 for e in events if e.get("result") in ("error", "timeout")),
-        "redacted": len(red),
+        "events": len(events), "lanes": len(lanes), "denies": sum(1 for e in events if e["decision"] == "deny"),
+        "errors": sum(1 for e in events if e.get("result") in ("error", "timeout")), "redacted": len(red),
         "principals": sorted({e["principal"] for e in events if e.get("principal")}),
-        "highlighted": sum(1 for r in rows if r["highlight"]),
+        "highlighted": sum(1 for r in rows if r["highlight"]), "focus": sum(r["focus"] for r in rows),
         "alerts": len(alerts),
     }
+    for r in rows:
+        r.pop("alert_ids")
     return fig, rows, summary
 
 
-def _summary(s: dict, alerts: list[dict], truncated: bool, tr: TimeRange) -> Any:
+def _summary(s: dict, alerts: list[dict], truncated: bool, tr: TimeRange, focus: str | None) -> Any:
+    focus_alert = next((a for a in alerts if a.get("alert_id") == focus), None)
     chips = [
         C.kpi("Events", C.fmt_int(s["events"]) + ("+" if truncated else ""), hint=tr.label()),
         C.kpi("Tools", C.fmt_int(s["lanes"]), hint=", ".join(s["principals"][:3])),
         C.kpi("Denied", C.fmt_int(s["denies"]), colour="danger" if s["denies"] else ""),
         C.kpi("Errors", C.fmt_int(s["errors"])),
         C.kpi("Redacted secrets", C.fmt_int(s["redacted"]), colour="primary" if s["redacted"] else ""),
-        html.Div(
-            C.kpi(
-                "In sequence matches",
-                C.fmt_int(s["highlighted"]),
-                hint=f"{s['alerts']} alerts overlap",
-                colour="primary" if s["highlighted"] else "",
-            ),
-            id="tl-highlight-count",
-            **{"data-count": str(s["highlighted"])},
-        ),
+        html.Div(C.kpi("In alert evidence", C.fmt_int(s["highlighted"]),
+                       hint=(f"{s['focus']} of the opened alert" if focus_alert else f"{s['alerts']} alerts overlap"),
+                       colour="primary" if s["highlighted"] else ""),
+                 id="tl-highlight-count", **{"data-count": str(s["highlighted"]), "data-focus": str(s["focus"])}),
     ]
-    alert_list = (
-        html.Div(
-            [
-                html.Span("Alerts in view: ", className="small text-body-secondary me-1"),
-                *[
-                    dcc.Link(
-                        [C.severity_badge(a.get("severity")), " ", a.get("title") or a.get("rule_id")],
-                        href=f"/alerts?id={a['alert_id']}",
-                        className="tt-alert-chip me-2",
-                    )
-                    for a in alerts
-                ],
-            ],
-            className="mt-2",
-        )
-        if alerts
-        else None
-    )
+    alert_list = html.Div([
+        html.Span("Alerts in view: ", className="small text-body-secondary me-1"),
+        *[dcc.Link([C.severity_badge(a.get("severity")), " ", a.get("title") or a.get("rule_id")],
+                   href=f"/alerts?id={a['alert_id']}",
+                   className="tt-alert-chip me-3" + (" fw-bold" if a.get("alert_id") == focus else ""))
+          for a in alerts],
+    ], className="mt-2") if alerts else None
     return html.Div([dbc.Row([dbc.Col(c, xs=6, md=4, xl=2) for c in chips], className="g-2"), alert_list])
 
 
@@ -500,7 +461,7 @@ def register(app: Dash, ctx: Ctx) -> None:
                 id_="tl-none",
             )
             return (*blank, msg, None, no_update, iso(tr.start), iso(tr.end), session)
-        fig, rows, summary = build_view(events, alerts)
+        fig, rows, summary = build_view(events, alerts, alert_id)
         msg = (
             dbc.Alert(
                 f"Showing the first {limit:,} events: narrow the range to see the rest.",
@@ -518,11 +479,10 @@ def register(app: Dash, ctx: Ctx) -> None:
             "start_full": fmt_ts(tr.start, micro=True),
             "end_full": fmt_ts(tr.end, micro=True),
         }
-        fig.update_xaxes(range=[view["start_full"], view["end_full"]])
         return (
             fig,
             rows,
-            _summary(summary, alerts, truncated, tr),
+            _summary(summary, alerts, truncated, tr, alert_id),
             msg,
             view,
             no_update,

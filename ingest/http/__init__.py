@@ -1,0 +1,3 @@
+from ingest.http.app import Collector, create_app
+
+__all__ = ["create_app", "Collector"]
