@@ -351,7 +351,7 @@ class IsolationForestDetector(StatDetector):
             "timeline for that hour.\n3. Off-hours activity with many new tools, denials or errors suggests a stolen "
             "token or a hijacked agent: confirm with the owner, revoke if unexplained.", 3 * 3600.0)
         self.win: dict[str, list[Any]] = {}  # principal -> [wstart, n, tools set, servers set, deny, err, bytes, new, ext, risky, sessions set, first recs, last recs deque]
-        self.known: dict[str, dict[str, None]] = {}
+        self.known: dict[str, dict[str, float]] = {}  # principal -> tool -> first seen
         self.hours: dict[str, list[int]] = {}
         self.first_seen: dict[str, float] = {}
         self.reservoir: deque[list[float]] = deque(maxlen=cfg.iforest_train_size)
@@ -376,6 +376,10 @@ class IsolationForestDetector(StatDetector):
         first = self.first_seen.setdefault(principal, w[0])
         if w[0] - first < DAY:  # the principal's first day: every tool is new, nothing to learn or score
             return
+        # tools the principal used for the first time in this window or the one before it
+        kn = self.known.get(principal, {})
+        lo = w[0] - self.cfg.iforest_window_s
+        w[7] = sum(1 for t in w[2] if kn.get(t, lo) > lo)
         f = [math.log1p(n), float(len(w[2])), float(len(w[3])), w[4] / n, w[5] / n, math.log1p(w[6]), float(w[7]),
              rarity, math.log1p(w[8]), math.log1p(w[9]), float(len(w[10]))]
         self.reservoir.append(f)
@@ -403,10 +407,8 @@ class IsolationForestDetector(StatDetector):
         kn = self.known.get(p)
         if kn is None:
             kn = self.known[p] = {}
-        if tkey not in kn:
-            if len(kn) < 1000:
-                kn[tkey] = None
-            w[7] += 1
+        if tkey not in kn and len(kn) < 1000:
+            kn[tkey] = ts
         if "writes_external" in caps or "network_egress" in caps:
             w[8] += 1
         if "destructive" in caps or "executes_code" in caps or "credential_access" in caps:
@@ -473,7 +475,7 @@ class IsolationForestDetector(StatDetector):
     def state(self) -> Any:
         return {"win": [[p, w[0], w[1], sorted(w[2]), sorted(w[3])] + w[4:10] + [sorted(w[10]), [slim(r) for r in w[11]],
                          [slim(r) for r in w[12]]] for p, w in self.win.items()],
-                "known": {p: list(k) for p, k in self.known.items()}, "hours": self.hours, "first_seen": self.first_seen,
+                "known": self.known, "hours": self.hours, "first_seen": self.first_seen,
                 "reservoir": list(self.reservoir), "train": self.train, "model_day": self.model_day,
                 "last_wm_hour": self.last_wm_hour,
                 "pending": [[p, ws, f, [slim(r) for r in recs]] for p, ws, f, recs in self.pending]}
@@ -484,7 +486,7 @@ class IsolationForestDetector(StatDetector):
         for row in st.get("win", []):
             p = row[0]
             self.win[p] = [row[1], row[2], set(row[3]), set(row[4])] + row[5:11] + [set(row[11]), row[12], deque(row[13], maxlen=5)]
-        self.known = {p: dict.fromkeys(k) for p, k in st.get("known", {}).items()}
+        self.known = {p: dict(k) for p, k in st.get("known", {}).items()}
         self.hours = {p: list(h) for p, h in st.get("hours", {}).items()}
         self.first_seen = dict(st.get("first_seen", {}))
         self.reservoir = deque(st.get("reservoir", []), maxlen=self.cfg.iforest_train_size)

@@ -581,6 +581,7 @@ def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool =
     if attacks:
         kinds = kinds or tuple(ATTACK_KINDS)
         n = 0
+        victims: set[str] = set()
         for kind in kinds:
             for k in range(attacks_per_kind):
                 n += 1
@@ -599,7 +600,9 @@ def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool =
                     cand = [p for p in humans if p.persona == "developer"] or humans
                 else:
                     cand = humans
-                p = arng.choice(cand)
+                fresh = [c for c in cand if c.name not in victims]  # one attack per victim keeps ground truth clean
+                p = arng.choice(fresh or cand)
+                victims.add(p.name)
                 if kind == "offhours_outlier":
                     local = arng.uniform(2.0, 4.0)
                 else:

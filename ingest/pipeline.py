@@ -78,7 +78,7 @@ def _field_of(err: dict[str, Any]) -> str:
 
 class Ingestor:
     def __init__(self, config: Any, chain_id: str, *, redactor: Any = None, signer: Signer | None = None,
-                 direct: bool = False) -> None:
+                 direct: bool = False, dedupe_with: Sequence[str] = ()) -> None:
         self.config = config
         self.layout: Layout = config.layout.ensure()
         self.chain_id = check_chain_id(chain_id)
@@ -105,6 +105,11 @@ class Ingestor:
         self._rows: list[StoredRow] = []
         self._rows_since = time.monotonic()
         self._recover()
+        for other in dedupe_with:  # sibling chains of a parallel import share one dedupe scope
+            if other != self.chain_id:
+                for s in live_segments(self.layout, other):
+                    self._seen.update(pq.read_table(self.layout.lake / s.path, columns=["event_id"])
+                                      .column("event_id").to_pylist())
         self._wal: WriteAheadLog | None = None
         if not direct:
             self._wal = WriteAheadLog(self.layout.wal_dir / self.chain_id, durable_seq=self._next_seq - 1)

@@ -53,6 +53,8 @@ PRIO_HE = 20
 # Types whose finding inside a secret-named value is trusted to cover the secret part
 # (the rest of the value - host, BEGIN/END lines - is structure, not secret).
 _STRUCTURAL = frozenset({"url_credentials", "slack_webhook", "private_key"})
+_STRONG_TYPES = frozenset({"aws_access_key", "github_token", "gitlab_token", "slack_token", "slack_webhook",
+                           "stripe_key", "anthropic_key", "google_api_key", "google_oauth_secret"})
 _LEFTOVER_OK = re.compile(
     r"(?i)^[\s\"'`:=,;]*(?:(?:bearer|basic|token|digest|negotiate|ntlm|apikey|key|sso-key)[\s:=]*)?[\s\"'`,;]*$")
 _MARKER_FULL = re.compile(r"^" + P.MARKER_PATTERN + r"$")
@@ -269,6 +271,9 @@ class Redactor:
         self._dets = tuple(dets)
         self._b64_gate = P.compile_re2(P.B64_GATE)
         self._b64_cand = P.compile_re2(P.B64_CANDIDATE)
+        self._pct_token = P.compile_re2(P.PCT_TOKEN)
+        # Gate hits on these token formats are conclusive enough: walk the event directly.
+        self._strong = frozenset(i for i, d in enumerate(self._dets) if d.type in _STRONG_TYPES)
 
         # One RE2 Set over all gates. Identical gate patterns share one slot.
         self._set = re2.Set.SearchSet(P.RE2_OPTIONS)
@@ -311,7 +316,7 @@ class Redactor:
 
     def fingerprint(self, type_: str, secret: str) -> str:
         msg = f"{type_}:{secret}".encode("utf-8", "surrogatepass")
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[: self.fingerprint_chars]
+        return hmac.digest(self._key, msg, "sha256").hex()[: self.fingerprint_chars]
 
     def marker(self, type_: str, secret: str) -> str:
         return f"[REDACTED:{type_}:{self.fingerprint(type_, _norm_secret(type_, secret))}]"
@@ -364,7 +369,7 @@ class Redactor:
         """Gate fired only for self-confirming formats / encodings: confirm on the event's
         (unescaped) JSON text. True means provably nothing to redact."""
         dets = {d for s in slots for d in self._slot_dets[s]}
-        if not dets <= self._midpath_ok:
+        if not dets <= self._midpath_ok or not dets.isdisjoint(self._strong):
             return False
         text = dump.decode("utf-8", "replace")
         if "\\" in text:
@@ -383,9 +388,10 @@ class Redactor:
                     if dec is not None and self._set.Match(dec):
                         return False
             elif det.kind == "pct":
-                r = P.pct_decode_map(text)
-                if r is not None and self._set.Match(r[0]):
-                    return False
+                for tok in _finditer(self._pct_token, text, raw):
+                    r = P.pct_decode_map(tok.group())
+                    if r is not None and self._set.Match(r[0]):
+                        return False
         return True
 
     # ----------------------------------------------------------------- walk
@@ -534,13 +540,15 @@ class Redactor:
             elif k == "pct":
                 if depth >= MAX_ENCODING_DEPTH:
                     continue
-                r = P.pct_decode_map(text)
-                if r is None:
-                    continue
-                dec, offs = r
-                for a, b, prio, mk in _resolve(self._scan(dec, depth + 1)):
-                    if mk:
-                        out.append((offs[a], offs[b], prio, mk))
+                for tok in _finditer(self._pct_token, text, raw):
+                    base = tok.start()
+                    r = P.pct_decode_map(text[base:tok.end()])
+                    if r is None:
+                        continue
+                    dec, offs = r
+                    for a, b, prio, mk in _resolve(self._scan(dec, depth + 1)):
+                        if mk:
+                            out.append((base + offs[a], base + offs[b], prio, mk))
             elif k == "user":
                 if det.keywords:
                     lower = text.lower() if lower is None else lower
@@ -688,7 +696,7 @@ def _build_gates() -> dict[str, str]:
         "jwt": r"eyJ",
         "private_key": r"PRIVATE KEY|Private-Lines:",
         "url_credentials": r"://[^\s/?#\x00\"'<>]*@",
-        "card_number": r"[2-6][0-9]{3}(?:[ -]?[0-9]){9}",
+        "card_number": P.CARD_GATE,
     }
     out: dict[str, str] = {}
     for spec in P.BUILTIN:

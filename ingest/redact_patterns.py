@@ -326,12 +326,12 @@ def _v_aws_secret(text: str, m: re2._Match) -> tuple[int, int] | None:
 
 
 def _v_jwt(text: str, m: re2._Match) -> tuple[int, int] | None:
-    head = b64_decode_text(m.group(2))
+    head = b64_decode_text(m.group(1))
     if head is None or not head.lstrip().startswith("{"):
         return None
     if not any(k in head for k in ('"alg"', '"typ"', '"kid"', '"enc"')):
         return None
-    return _span(m, 1)
+    return _span(m, 0)
 
 
 def _v_url_password(text: str, m: re2._Match) -> tuple[int, int] | None:
@@ -433,14 +433,14 @@ def _v_private_block(text: str, m: re2._Match) -> tuple[int, int] | None:
 _KW = r"(?:pass|pwd|secret|token|key|auth|cookie|cred|dsn|conn|jwt|bearer|otp|pat)"
 _KEYCH = r"[A-Za-z0-9_.-]"
 ASSIGN_PATTERN = (
-    r"(?i)(?:^|[^A-Za-z0-9_.-])(" + _KEYCH + r"{0,64}" + _KW + _KEYCH + r"{0,64})(\\?[\"'])?[ \t]*(:=|=>|=|:)[ \t]*"
+    r"(?i)(?:^|[^A-Za-z0-9_.-])(" + _KEYCH + r"*" + _KW + _KEYCH + r"*)(\\?[\"'])?[ \t]*(:=|=>|=|:)[ \t]*"
     r"((?:bearer|basic|token|digest|negotiate|ntlm|apikey)[ \t]+)?"
     r"(?:\\\"((?:[^\"\\\x00\n]|\\[^\"\x00\n])*)\\\"|\"((?:[^\"\\\x00\n]|\\[^\x00\n])*)\""
     r"|'([^'\x00\n]*)'|`([^`\x00\n]*)`"
     r"|([^\s\"'`,;&<>(){}\[\]=\x00\\][^\s\"'`,;&<>(){}\[\]\x00\\]*))"
 )
 FLAG_PATTERN = (
-    r"(?i)(?:^|[^A-Za-z0-9_.-])--?(" + _KEYCH + r"{0,64}" + _KW + _KEYCH + r"{0,64})(?:=|[ \t]+)"
+    r"(?i)(?:^|[^A-Za-z0-9_.-])--?(" + _KEYCH + r"*" + _KW + _KEYCH + r"*)(?:=|[ \t]+)"
     r"(?:\"([^\"\x00\n]*)\"|'([^'\x00\n]*)'|([^\s\"'`;&|<>\x00-][^\s\"'`;&|<>\x00]*))"
 )
 _CODEISH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -479,9 +479,9 @@ def assignment_findings(text: str, m: re2._Match, *, flag: bool) -> tuple[str, i
 COOKIE_PATTERN = r"(?i)(?:^|[^A-Za-z0-9_-])(?:set-)?cookie[ \t]*:[ \t]*([^\r\n\x00\"]+)"
 
 # Database / shell tools that take a password as a short flag.
-MYSQL_PATTERN = r"\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n\x00|;&]{0,200}?[ \t]-p([^\s\"'\x00-][^\s\"'\x00]*)"
-SSHPASS_PATTERN = r"\bsshpass\b[^\n\x00|;&]{0,200}?[ \t]-p[ \t]*([^\s\x00-][^\s\x00]*)"
-REDISCLI_PATTERN = r"\bredis-cli\b[^\n\x00|;&]{0,200}?[ \t]-a[ \t]+([^\s\x00-][^\s\x00]*)"
+MYSQL_PATTERN = r"\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n\x00|;&]*?[ \t]-p([^\s\"'\x00-][^\s\"'\x00]*)"
+SSHPASS_PATTERN = r"\bsshpass\b[^\n\x00|;&]*?[ \t]-p[ \t]*([^\s\x00-][^\s\x00]*)"
+REDISCLI_PATTERN = r"\bredis-cli\b[^\n\x00|;&]*?[ \t]-a[ \t]+([^\s\x00-][^\s\x00]*)"
 CURL_USER_PATTERN = r"(?:^|[\s\"'\x00])(?:-u|--user|--proxy-user)(?:[ \t]+|=)[\"']?[^\s:\"'\x00]*:([^\s\"'\x00]+)"
 
 # High-entropy fallback: a random-looking token right after a credential word.
@@ -490,55 +490,59 @@ HE_KW = (
     r"private[ _.-]?key|signing[ _.-]?key|credentials?|auth[ _.-]?(?:token|key)|bearer)"
 )
 HE_PATTERN = (
-    r"(?i)(?:^|[^A-Za-z0-9_.-])([A-Za-z0-9_.-]{0,40}" + HE_KW + r"[A-Za-z0-9_.-]{0,40})"
+    r"(?i)(?:^|[^A-Za-z0-9_.-])([A-Za-z0-9_.-]*" + HE_KW + r"[A-Za-z0-9_.-]*)"
     r"(?:[ \t]+(?:is|was|=|:|of|for|value|here|->|=>|now)){0,3}[ \t]*[:=]?[ \t]*[\"'`]?"
-    r"([A-Za-z0-9+/_~.=-]{16,512})"
+    r"([A-Za-z0-9+/_~.=-]{16,})"
 )
 
 MARKER_PATTERN = r"\[REDACTED:[a-z0-9_]{1,48}:[0-9a-f]{8,64}\]"
 
 BUILTIN: tuple[Spec, ...] = (
-    # --- cloud / SaaS token formats (prefix + alphabet + length)
-    Spec("aws_access_key", r"\b((?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16})\b",
-         prio=90, self_confirming=True),
+    # --- cloud / SaaS token formats (prefix + alphabet + length). No capture groups and no
+    # bounded counters where avoidable: RE2 then finds spans with its DFA alone.
+    Spec("aws_access_key", r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
+         group=0, prio=90, self_confirming=True),
     Spec("aws_secret_key", r"(?:^|[^A-Za-z0-9+/])([A-Za-z0-9+/]{40})(?:$|[^A-Za-z0-9+/=])", prio=55,
          validate=_v_aws_secret, self_confirming=True),
-    Spec("github_token", r"\b(gh[pousr]_[A-Za-z0-9]{30,255})", prio=90, self_confirming=True),
-    Spec("github_token", r"\b(github_pat_[A-Za-z0-9_]{40,255})", prio=90, self_confirming=True),
-    Spec("gitlab_token", r"\b((?:glpat|gldt|glrt|glcbt|glptt|glft|glimt|glagent|gloas|glsoat|glffct|glwt)-"
-         r"[A-Za-z0-9_.-]{20,255})", prio=90, validate=_v_min_classes(1, digit=False, lower=True), self_confirming=True),
-    Spec("gitlab_token", r"\b(GR1348941[A-Za-z0-9_-]{20,255})", prio=90, self_confirming=True),
-    Spec("slack_token", r"\b((?:xox[abposre]|xoxe\.xox[bp]|xoxe)-[A-Za-z0-9-]{10,255})", prio=90,
-         validate=_v_min_classes(1, digit=True), self_confirming=True),
-    Spec("slack_token", r"\b(xapp-[0-9]+-[A-Za-z0-9-]{10,255})", prio=90, self_confirming=True),
-    Spec("slack_webhook", r"(?i)\bhttps?://hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/"
-         r"([A-Za-z0-9_/-]{10,255})", prio=95, self_confirming=True),
-    Spec("stripe_key", r"\b((?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,255})", prio=90, self_confirming=True),
-    Spec("stripe_key", r"\b(whsec_[A-Za-z0-9+/=]{20,255})", prio=90, self_confirming=True),
-    Spec("anthropic_key", r"\b(sk-ant-[a-z]{2,10}[0-9]{2}-[A-Za-z0-9_-]{20,255})", prio=92, self_confirming=True),
-    Spec("openai_key", r"\b(sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,255})", prio=91,
-         validate=_v_min_classes(1, digit=True, upper=True), self_confirming=True),
-    Spec("openai_key", r"\b(sk-[A-Za-z0-9]{32,255})\b", prio=88,
-         validate=_v_min_classes(1, digit=True, upper=True, lower=True), self_confirming=True),
-    Spec("google_api_key", r"\b(AIza[0-9A-Za-z_-]{35})", prio=90, self_confirming=True),
-    Spec("google_oauth_secret", r"\b(GOCSPX-[A-Za-z0-9_-]{20,64})", prio=90, self_confirming=True),
-    Spec("huggingface_token", r"\b((?:hf|api_org)_[A-Za-z0-9]{30,64})", prio=90,
-         validate=_v_min_classes(1, digit=False, upper=True), self_confirming=True),
-    Spec("npm_token", r"\b(npm_[A-Za-z0-9]{36,64})", prio=90, self_confirming=True),
-    Spec("sendgrid_key", r"\b(SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64})", prio=90, self_confirming=True),
-    Spec("jwt", r"\b((eyJ[A-Za-z0-9_-]{4,})\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*)", prio=85, validate=_v_jwt,
+    Spec("github_token", r"\bgh[pousr]_[A-Za-z0-9]{30}[A-Za-z0-9]*", group=0, prio=90, self_confirming=True),
+    Spec("github_token", r"\bgithub_pat_[A-Za-z0-9_]{40}[A-Za-z0-9_]*", group=0, prio=90, self_confirming=True),
+    Spec("gitlab_token", r"\b(?:glpat|gldt|glrt|glcbt|glptt|glft|glimt|glagent|gloas|glsoat|glffct|glwt)-"
+         r"[A-Za-z0-9_.-]{20}[A-Za-z0-9_.-]*", group=0, prio=90, validate=_v_min_classes(0, digit=False, lower=True),
          self_confirming=True),
-    # --- private keys: keep the BEGIN/END lines, replace the body
-    Spec("private_key", r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----([^\x00]*?)-----END[ A-Z0-9]{0,40}"
+    Spec("gitlab_token", r"\bGR1348941[A-Za-z0-9_-]{20}[A-Za-z0-9_-]*", group=0, prio=90, self_confirming=True),
+    Spec("slack_token", r"\b(?:xox[abposre]|xoxe\.xox[bp]|xoxe)-[A-Za-z0-9-]{10}[A-Za-z0-9-]*", group=0, prio=90,
+         validate=_v_min_classes(0, digit=True), self_confirming=True),
+    Spec("slack_token", r"\bxapp-[0-9]+-[A-Za-z0-9-]{10}[A-Za-z0-9-]*", group=0, prio=90, self_confirming=True),
+    Spec("slack_webhook", r"(?i)\bhttps?://hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/"
+         r"([A-Za-z0-9_/-]{10,})", prio=95, self_confirming=True),
+    Spec("stripe_key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10}[A-Za-z0-9]*", group=0, prio=90, self_confirming=True),
+    Spec("stripe_key", r"\bwhsec_[A-Za-z0-9+/=]{20}[A-Za-z0-9+/=]*", group=0, prio=90, self_confirming=True),
+    Spec("anthropic_key", r"\bsk-ant-[a-z]{2,10}[0-9]{2}-[A-Za-z0-9_-]{20}[A-Za-z0-9_-]*", group=0, prio=92,
+         self_confirming=True),
+    Spec("openai_key", r"\bsk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20}[A-Za-z0-9_-]*", group=0, prio=91,
+         validate=_v_min_classes(0, digit=True, upper=True), self_confirming=True),
+    Spec("openai_key", r"\bsk-[A-Za-z0-9]{32}[A-Za-z0-9]*\b", group=0, prio=88,
+         validate=_v_min_classes(0, digit=True, upper=True, lower=True), self_confirming=True),
+    Spec("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}", group=0, prio=90, self_confirming=True),
+    Spec("google_oauth_secret", r"\bGOCSPX-[A-Za-z0-9_-]{20}[A-Za-z0-9_-]*", group=0, prio=90, self_confirming=True),
+    Spec("huggingface_token", r"\b(?:hf|api_org)_[A-Za-z0-9]{30}[A-Za-z0-9]*", group=0, prio=90,
+         validate=_v_min_classes(0, digit=False, upper=True), self_confirming=True),
+    Spec("npm_token", r"\bnpm_[A-Za-z0-9]{36}[A-Za-z0-9]*", group=0, prio=90, self_confirming=True),
+    Spec("sendgrid_key", r"\bSG\.[A-Za-z0-9_-]{16}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{16}[A-Za-z0-9_-]*", group=0, prio=90,
+         self_confirming=True),
+    Spec("jwt", r"\b(eyJ[A-Za-z0-9_-]{4,})\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", group=0, prio=85, validate=_v_jwt,
+         self_confirming=True),
+# --- private keys: keep the BEGIN/END lines, replace the body
+    Spec("private_key", r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----([^\x00]*?)-----END[ A-Z0-9]*"
          r"PRIVATE KEY(?: BLOCK)?-----", prio=99, validate=_v_private_block),
-    Spec("private_key", r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----((?:[A-Za-z0-9+/=:,.\s-]|\\[nrt])+)",
+    Spec("private_key", r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----((?:[A-Za-z0-9+/=:,.\s-]|\\[nrt])+)",
          prio=98, validate=_v_private_block),
     Spec("private_key", r"Private-Lines: *[0-9]+(?:\r?\n|\\r?\\n)((?:[A-Za-z0-9+/=]|\r?\n|\\r?\\n)+)", prio=98,
          validate=_v_private_block),
     # --- credentials inside URLs: only the password (or the token used as user) goes
     Spec("url_credentials", r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://([^\s/?#@:\x00\"'<>]*):([^\s/?#\x00\"'<>]+)@"
          r"[A-Za-z0-9\[]", prio=80, validate=_v_url_password),
-    Spec("url_credentials", r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://([A-Za-z0-9._~%!$&'()*+,;=-]{16,256})@[A-Za-z0-9\[]",
+    Spec("url_credentials", r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://([A-Za-z0-9._~%!$&'()*+,;=-]{16,})@[A-Za-z0-9\[]",
          prio=70, validate=_v_url_token_user),
     # --- HTTP authorization values
     Spec("bearer_token", r"(?i)\bbearer[ \t]+([A-Za-z0-9._~+/-]{8,}=*)", prio=60, validate=_v_bearer),
@@ -558,21 +562,23 @@ BUILTIN: tuple[Spec, ...] = (
 BUILTIN_TYPES: tuple[str, ...] = tuple(dict.fromkeys(
     [s.type for s in BUILTIN] + ["password", "secret_field", "high_entropy"]))
 
-# Gate for base64 that hides ASCII text: 5 aligned quads (15 bytes) whose first character encodes an
-# ASCII byte ([I-Za-f] for bytes 0x20-0x7f), at least one quad not plain lowercase hex (so
-# sha256 / git SHAs / uuids do not fire). No overlapping counters: keeps the Set's DFA small.
-_Q = r"[I-Za-f][A-Za-z0-9+/_-]{3}"
-_QN = r"(?:[I-Z][A-Za-z0-9+/_-]{3}|[a-f](?:[g-zA-Z+/][A-Za-z0-9+/_-]{2}|[A-Za-z0-9+/_-][g-zA-Z+/][A-Za-z0-9+/_-]" \
-      r"|[A-Za-z0-9+/_-]{2}[g-zA-Z+/]))"
-B64_GATE = "|".join(f"(?:{_Q}){{{k}}}{_QN}(?:{_Q}){{{4 - k}}}" for k in range(5)).replace("{0}", "{0,0}")
+# Gates are anchored at the start of a run (after a non-run character, or after a JSON
+# escape such as \n in the event's JSON text): one DFA thread per run keeps the Set's DFA
+# small even on long random tokens, where an unanchored counting pattern would explode.
+_RUN0 = r"(?:^|[^A-Za-z0-9+/]|\\[nrtbf])"
+# Base64 that hides ASCII text: 4 quads + 2 (13 bytes) whose quad-first characters encode ASCII
+# bytes ([I-Za-f] for 0x20-0x7f). Lowercase hex (sha256, git SHAs) passes with ~2% per run.
+B64_GATE = _RUN0 + r"(?:[I-Za-f][A-Za-z0-9+/_-]{3}){4}[A-Za-z0-9+/_-]{2}"
 _B = r"[A-Za-z0-9+/]*"
-# Gate for 40-char AWS secret keys: a run mixing upper, lower and digit (what the validator
-# requires), written without a length counter.
-MIXED_RUN_GATE = "|".join(f"{a}{_B}{b}{_B}{c}" for a, b, c in [
+# 40-char AWS secret keys: a run mixing upper, lower and digit (what the validator requires).
+MIXED_RUN_GATE = _RUN0 + "(?:" + "|".join(f"{_B}{a}{_B}{b}{_B}{c}" for a, b, c in [
     ("[A-Z]", "[a-z]", "[0-9]"), ("[A-Z]", "[0-9]", "[a-z]"), ("[a-z]", "[A-Z]", "[0-9]"),
-    ("[a-z]", "[0-9]", "[A-Z]"), ("[0-9]", "[A-Z]", "[a-z]"), ("[0-9]", "[a-z]", "[A-Z]")])
+    ("[a-z]", "[0-9]", "[A-Z]"), ("[0-9]", "[A-Z]", "[a-z]"), ("[0-9]", "[a-z]", "[A-Z]")]) + ")"
+CARD_GATE = r"(?:^|[^0-9A-Za-z_]|\\[nrtbf])[2-6][0-9]{3}(?:[ -]?[0-9]){9}"
 B64_CANDIDATE = r"[A-Za-z0-9+/_-]{16,}(?:(?:\r?\n|\\r?\\n)[A-Za-z0-9+/_-]{4,})*={0,2}"
 PCT_GATE = r"%[0-9A-Fa-f]{2}"
+# A whitespace/quote-delimited token with percent-escapes: decoded and scanned on its own.
+PCT_TOKEN = r"[^\s\"'<>\x00]*%[0-9A-Fa-f]{2}[^\s\"'<>\x00]*"
 
 # Keyword gate for the key-name rule, assignments and the entropy fallback: a superset of
 # the names `classify_key` accepts, written against raw text (any separators, any case).

@@ -143,7 +143,10 @@ def register(app: Dash, ctx: Ctx) -> None:
             ctx.actions.start_verify(Ctx.user())
         job = ctx.actions.last_verify()
         finished_now = dctx.triggered_id == "in-tick" and not job["running"]
-        return verify_panel(job), not job["running"], (version or 0) + 1 if finished_now else no_update
+        # The initial call must pass the version on (not no_update), or the tables below never load.
+        initial = dctx.triggered_id is None
+        bump = (version or 0) + 1 if finished_now else ((version or 0) if initial else no_update)
+        return verify_panel(job), not job["running"], bump
 
     @app.callback(
         Output("in-chains", "children"),

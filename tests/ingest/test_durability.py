@@ -79,3 +79,25 @@ def test_kill9_during_import_then_reimport_is_exactly_once(data_dir, tmp_path):
     verify_run = subprocess.run([sys.executable, "-m", "tooltrail.cli", "verify"], cwd=ROOT, env=cli_env(data_dir),
                                 capture_output=True, timeout=300)
     assert verify_run.returncode == 0, verify_run.stdout.decode()
+
+
+def test_parallel_import_then_reimport_with_other_worker_count_stores_each_event_once(data_dir, tmp_path):
+    src = tmp_path / "events.jsonl"
+    n = 3_000
+    with open(src, "wb") as fh:
+        for i in range(n):
+            ev = make_event(i)
+            if i % 3 == 0:
+                ev.pop("event_id")  # content-derived ids route and dedupe too
+            fh.write(orjson.dumps(ev) + b"\n")
+        fh.write(b"{not json}\n")
+    base = [sys.executable, "-m", "tooltrail.cli", "import", str(src), "--no-progress"]
+    first = subprocess.run(base + ["--workers", "2"], cwd=ROOT, env=cli_env(data_dir), capture_output=True, timeout=300)
+    assert first.returncode == 3, first.stderr.decode()[-2000:]  # one line quarantined
+    assert json.loads(first.stdout.decode().splitlines()[-1]) == {"stored": n, "duplicates": 0, "quarantined": 1}
+    again = subprocess.run(base + ["--workers", "3"], cwd=ROOT, env=cli_env(data_dir), capture_output=True, timeout=300)
+    assert json.loads(again.stdout.decode().splitlines()[-1]) == {"stored": 0, "duplicates": n, "quarantined": 1}
+    stored = _stored_ids(data_dir)
+    assert len(stored) == n == len(set(stored))
+    chains = {r["chain_id"] for r in ReadOnlyQuery.at(data_dir).rows("select distinct chain_id from events")}
+    assert chains == {"import-0", "import-1"}

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,7 +14,6 @@ import orjson
 
 from tooltrail.commands.common import config_from_args
 
-IMPORT_BATCH = 20_000
 EXIT_QUARANTINED = 3
 
 
@@ -26,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="v1", help="input format: v1 (default) or a gateway audit format "
                    "(see `tooltrail import --list-formats`)")
     p.add_argument("--chain", default="import", help="hash chain to append to (default import)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel writer processes, each with its own chain <chain>-N (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)
 
@@ -58,71 +58,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------------- import
-def _read_batches(fh: IO[bytes], name: str, batch: int) -> Iterator[tuple[list[bytes], list[str], int]]:
-    lines: list[bytes] = []
-    origins: list[str] = []
-    nbytes = 0
-    for lineno, line in enumerate(fh, 1):
-        nbytes += len(line)
-        line = line.strip()
-        if not line:
-            continue
-        lines.append(line)
-        origins.append(f"{name}:{lineno}")
-        if len(lines) >= batch:
-            yield lines, origins, nbytes
-            lines, origins, nbytes = [], [], 0
-    if lines or nbytes:
-        yield lines, origins, nbytes
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ingest.pipeline import ChainBusyError, Ingestor
+    from ingest.file_import import import_files, open_sources
+    from ingest.pipeline import ChainBusyError
     from tooltrail.cli import UserError
 
     cfg = config_from_args(args)
-    mapper = None
     if args.format != "v1":
         try:
             from ingest.adapters import get_adapter
-        except ImportError as exc:
-            raise UserError("gateway formats are not available in this build") from exc
-        try:
-            mapper = get_adapter(args.format).map
-        except (KeyError, ValueError) as exc:
-            raise UserError(str(exc)) from exc
+
+            get_adapter(args.format)
+        except (ImportError, KeyError, ValueError) as exc:
+            raise UserError(f"unknown format {args.format!r}: {exc}") from exc
     for f in args.files:
         if f != "-" and not Path(f).is_file():
             raise UserError(f"no such file: {f}")
-    try:
-        ing = Ingestor.open(cfg, args.chain, direct=True)
-    except ChainBusyError as exc:
-        raise UserError(str(exc)) from exc
-    totals = {"stored": 0, "duplicates": 0, "quarantined": 0}
+    total = sum(Path(f).stat().st_size for f in args.files if f != "-") or None
     show = not args.no_progress and sys.stderr.isatty()
-    try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                      TextColumn("{task.fields[stats]}"), disable=not show, transient=True) as progress:
-            for f in args.files:
-                fh = sys.stdin.buffer if f == "-" else open(f, "rb")  # noqa: SIM115
-                size = None if f == "-" else Path(f).stat().st_size
-                task = progress.add_task(f"import {f}", total=size, stats="")
-                try:
-                    for lines, origins, nbytes in _read_batches(fh, "stdin" if f == "-" else Path(f).name, IMPORT_BATCH):
-                        res = ing.submit(lines, source=args.source, origins=origins, mapper=mapper)
-                        totals["stored"] += res.stored
-                        totals["duplicates"] += res.duplicates
-                        totals["quarantined"] += len({r.index for r in res.rejected})
-                        progress.update(task, advance=nbytes, stats=f"stored {totals['stored']:,}")
-                finally:
-                    if fh is not sys.stdin.buffer:
-                        fh.close()
-    finally:
-        ing.close()
-    print(json.dumps(totals))
-    return EXIT_QUARANTINED if totals["quarantined"] else 0
+    with Progress(TextColumn("import"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[stats]}"), disable=not show, transient=True) as progress:
+        task = progress.add_task("import", total=total, stats="")
+        try:
+            totals = import_files(
+                cfg, open_sources(args.files, sys.stdin.buffer), source=args.source, chain=args.chain,
+                fmt=args.format, workers=args.workers,
+                on_progress=lambda n, t: progress.update(task, advance=n, stats=f"stored {t.stored:,}"))
+        except ChainBusyError as exc:
+            raise UserError(str(exc)) from exc
+    print(json.dumps(totals.as_dict()))
+    return EXIT_QUARANTINED if totals.quarantined else 0
 
 
 # ----------------------------------------------------------------------------- verify / proofs

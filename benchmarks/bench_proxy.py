@@ -1,0 +1,146 @@
+"""Latency the auditing proxy adds to a tool call, against calling the same server directly.
+
+One run, same client library, same example server (tests/mcp/example_server.py), calls
+interleaved (direct, proxied, direct, proxied, ...) so both see the same machine state.
+The proxy records every call and delivers it through the real write path (embedded
+delivery into a temporary data dir: validation, redaction, hash chain, fsync'd WAL) in its
+background thread, so the figure includes the auditing cost, not just the forwarding.
+
+    python benchmarks/bench_proxy.py               # ~40 s on 2 cores
+    python benchmarks/bench_proxy.py --calls 1000
+
+Target: p50 overhead <= 2 ms per tool call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+EXAMPLE = ROOT / "tests" / "mcp" / "example_server.py"
+CLI = "import sys; from tooltrail.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(port)
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+async def measure(direct, proxied, args: dict, calls: int, warmup: int) -> dict:
+    async with direct, proxied:
+        for c in (direct, proxied):
+            await c.list_tools()
+            for _ in range(warmup):
+                await c.call_tool("echo", args)
+        d, p = [], []
+        for _ in range(calls):
+            t = time.perf_counter()
+            await direct.call_tool("echo", args)
+            d.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            await proxied.call_tool("echo", args)
+            p.append((time.perf_counter() - t) * 1000)
+    diff = [b - a for a, b in zip(d, p, strict=True)]
+    return {"direct_p50": statistics.median(d), "proxy_p50": statistics.median(p),
+            "over_p50": statistics.median(p) - statistics.median(d), "over_paired_p50": statistics.median(diff),
+            "over_p90": pct(p, 90) - pct(d, 90), "over_p99": pct(p, 99) - pct(d, 99)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=400)
+    ap.add_argument("--warmup", type=int, default=40)
+    ap.add_argument("--mode", default="legacy", help="client protocol negotiation: legacy (default) or auto")
+    a = ap.parse_args()
+
+    from fastmcp import Client
+    from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
+
+    tmp = Path(tempfile.mkdtemp(prefix="tt-bench-proxy-"))
+    data = tmp / "data"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TOOLTRAIL_DATA_DIR=str(data), FASTMCP_LOG_LEVEL="WARNING")
+    env.pop("TOOLTRAIL_COLLECTOR_URL", None)
+    server = [sys.executable, str(EXAMPLE)]
+
+    def proxy_argv(name: str, *extra: str) -> list[str]:
+        return [sys.executable, "-c", CLI, "--log-level", "warning", "proxy", "--name", name, "--principal",
+                "bench", "--spool-dir", str(tmp / "spool"), *extra]
+
+    def stdio(argv: list[str]) -> Client:
+        return Client(StdioTransport(command=argv[0], args=argv[1:], env=env, keep_alive=False), mode=a.mode)
+
+    rows = []
+    small = {"text": "hello"}
+    big = {"text": "x" * 8192}
+    for label, args in (("stdio -> stdio, 5 B arg", small), ("stdio -> stdio, 8 KiB arg", big)):
+        name = "bench-" + str(len(rows))
+        r = asyncio.run(measure(stdio(server), stdio(proxy_argv(name, "--", *server)), args, a.calls, a.warmup))
+        rows.append((label, r))
+
+    procs: list[subprocess.Popen] = []
+    try:
+        up, px = free_port(), free_port()
+        procs.append(subprocess.Popen([*server, "--http", str(up)], env=env, stdin=subprocess.DEVNULL))
+        wait_port(up)
+        procs.append(subprocess.Popen(proxy_argv("bench-http", "--url", f"http://127.0.0.1:{up}/mcp", "--serve",
+                                                 "http", "--port", str(px)), env=env, stdin=subprocess.DEVNULL))
+        wait_port(px)
+        r = asyncio.run(measure(Client(StreamableHttpTransport(f"http://127.0.0.1:{up}/mcp"), mode=a.mode),
+                                Client(StreamableHttpTransport(f"http://127.0.0.1:{px}/mcp"), mode=a.mode),
+                                small, a.calls, a.warmup))
+        rows.append(("http -> http, 5 B arg", r))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+
+    from tooltrail.query import ReadOnlyQuery
+
+    stored = ReadOnlyQuery.at(data).sql("select count(*) as n from events").to_pylist()[0]["n"]
+    expected = len(rows) * (a.calls + a.warmup)
+
+    print(f"\ntooltrail proxy overhead per tool call ({a.calls} interleaved calls per row, client mode={a.mode}, "
+          f"{os.cpu_count()} cores)")
+    head = f"{'path (client -> proxy -> server)':28} {'direct p50':>11} {'proxied p50':>12} {'overhead p50':>13} " \
+           f"{'paired p50':>11} {'ovh p90':>8} {'ovh p99':>8}"
+    print(head)
+    print("-" * len(head))
+    for label, r in rows:
+        print(f"{label:28} {r['direct_p50']:>9.3f}ms {r['proxy_p50']:>10.3f}ms {r['over_p50']:>11.3f}ms "
+              f"{r['over_paired_p50']:>9.3f}ms {r['over_p90']:>6.2f}ms {r['over_p99']:>6.2f}ms")
+    worst = max(r["over_p50"] for _, r in rows)
+    print(f"\nevents stored through the write path: {stored} of {expected} proxied calls")
+    print(f"target p50 overhead <= 2 ms: {'met' if worst <= 2.0 else 'NOT met'} (worst row {worst:.3f} ms)")
+    return 0 if stored == expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""File import: JSONL/NDJSON into the store, in one process or in several in parallel.
+
+With `workers > 1` each worker process owns its own chain (`<chain>-0`, `<chain>-1`, ...;
+one writer per chain) and the reading process routes every line by a hash of its
+`event_id` (or of the line when it has none), so a given event always reaches the same
+worker and is deduplicated there. Workers also load the event ids of their sibling chains
+at start, so re-running an interrupted import with a different worker count stores nothing
+twice. Each batch is acknowledged only once its segment is durable.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import re
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+BATCH = 20_000
+_EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([^"\\]{1,128})"')
+
+
+@dataclass
+class ImportTotals:
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    chains: list[str] = field(default_factory=list)
+
+    def add(self, stored: int, duplicates: int, quarantined: int) -> None:
+        self.stored += stored
+        self.duplicates += duplicates
+        self.quarantined += quarantined
+
+    def as_dict(self) -> dict[str, int]:
+        return {"stored": self.stored, "duplicates": self.duplicates, "quarantined": self.quarantined}
+
+
+def read_batches(fh: IO[bytes], name: str, batch: int = BATCH) -> Iterator[tuple[list[bytes], list[str], int]]:
+    """(lines, origins "name:lineno", bytes consumed) per batch; blank lines skipped."""
+    lines: list[bytes] = []
+    origins: list[str] = []
+    nbytes = 0
+    for lineno, line in enumerate(fh, 1):
+        nbytes += len(line)
+        line = line.strip()
+        if not line:
+            continue
+        lines.append(line)
+        origins.append(f"{name}:{lineno}")
+        if len(lines) >= batch:
+            yield lines, origins, nbytes
+            lines, origins, nbytes = [], [], 0
+    if lines or nbytes:
+        yield lines, origins, nbytes
+
+
+def route(line: bytes, workers: int) -> int:
+    m = _EVENT_ID.search(line)
+    return zlib.crc32(m.group(1) if m else line) % workers
+
+
+def chain_names(chain: str, workers: int) -> list[str]:
+    return [chain] if workers <= 1 else [f"{chain}-{k}" for k in range(workers)]
+
+
+def _sibling_chains(layout: Any, chain: str) -> list[str]:
+    return [c for c in layout.chain_ids() if c == chain or re.fullmatch(re.escape(chain) + r"-\d+", c)]
+
+
+def _worker(config: Any, chain_id: str, siblings: list[str], source: str, fmt: str,
+            inbox: Any, outbox: Any) -> None:
+    from ingest.pipeline import Ingestor
+
+    try:
+        mapper = _mapper(fmt)
+        ing = Ingestor.open(config, chain_id, direct=True, dedupe_with=siblings)
+    except Exception as exc:
+        outbox.put(("error", f"{chain_id}: {exc}"))
+        return
+    with ing:
+        outbox.put(("ready", chain_id))
+        while True:
+            item = inbox.get()
+            if item is None:
+                break
+            lines, origins = item
+            res = ing.submit(lines, source=source, origins=origins, mapper=mapper)
+            outbox.put(("done", (res.stored, res.duplicates, len({r.index for r in res.rejected}))))
+    outbox.put(("closed", chain_id))
+
+
+def _mapper(fmt: str) -> Callable[[dict], dict] | None:
+    if fmt == "v1":
+        return None
+    from ingest.adapters import get_adapter
+
+    return get_adapter(fmt).map
+
+
+def import_files(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, source: str, chain: str = "import",
+                 fmt: str = "v1", workers: int = 1, on_progress: Callable[[int, ImportTotals], None] | None = None
+                 ) -> ImportTotals:
+    """Import (file handle, display name) pairs. `on_progress(bytes_consumed, totals)` after each batch."""
+    totals = ImportTotals(chains=chain_names(chain, workers))
+    siblings = sorted(set(_sibling_chains(config.layout, chain)) | set(totals.chains))
+    if workers <= 1:
+        from ingest.pipeline import Ingestor
+
+        mapper = _mapper(fmt)
+        with Ingestor.open(config, chain, direct=True, dedupe_with=siblings) as ing:
+            for fh, name in sources:
+                for lines, origins, nbytes in read_batches(fh, name):
+                    res = ing.submit(lines, source=source, origins=origins, mapper=mapper)
+                    totals.add(res.stored, res.duplicates, len({r.index for r in res.rejected}))
+                    if on_progress:
+                        on_progress(nbytes, totals)
+        return totals
+    return _import_parallel(config, sources, source=source, fmt=fmt, totals=totals, siblings=siblings,
+                            on_progress=on_progress)
+
+
+def _import_parallel(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, source: str, fmt: str,
+                     totals: ImportTotals, siblings: list[str],
+                     on_progress: Callable[[int, ImportTotals], None] | None) -> ImportTotals:
+    ctx = mp.get_context("spawn")
+    n = len(totals.chains)
+    inboxes = [ctx.Queue(maxsize=3) for _ in range(n)]
+    outbox = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(config, c, siblings, source, fmt, inboxes[k], outbox), daemon=True)
+             for k, c in enumerate(totals.chains)]
+    for p in procs:
+        p.start()
+    pending = 0
+
+    def drain(block: bool) -> None:
+        nonlocal pending
+        while pending and (block or not outbox.empty()):
+            kind, payload = outbox.get(timeout=600)
+            if kind == "done":
+                totals.add(*payload)
+                pending -= 1
+            elif kind == "error":
+                raise RuntimeError(payload)
+
+    try:
+        ready = 0
+        while ready < n:  # a worker that cannot open its chain fails fast here
+            kind, payload = outbox.get(timeout=120)
+            if kind == "ready":
+                ready += 1
+            elif kind == "error":
+                raise RuntimeError(payload)
+        for fh, name in sources:
+            for lines, origins, nbytes in read_batches(fh, name, BATCH * n):
+                parts: list[tuple[list[bytes], list[str]]] = [([], []) for _ in range(n)]
+                for line, origin in zip(lines, origins, strict=True):
+                    k = route(line, n)
+                    parts[k][0].append(line)
+                    parts[k][1].append(origin)
+                for k, part in enumerate(parts):
+                    if part[0]:
+                        inboxes[k].put(part)
+                        pending += 1
+                drain(block=False)
+                if on_progress:
+                    on_progress(nbytes, totals)
+        drain(block=True)
+    finally:
+        for q in inboxes:
+            q.put(None)
+        for p in procs:
+            p.join(timeout=600)
+    bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if bad:
+        raise RuntimeError(f"an import worker failed (exit codes {bad}); re-run the import: it is idempotent")
+    return totals
+
+
+def open_sources(paths: list[str], stdin: IO[bytes]) -> Iterator[tuple[IO[bytes], str]]:
+    for p in paths:
+        if p == "-":
+            yield stdin, "stdin"
+        else:
+            with open(p, "rb") as fh:
+                yield fh, Path(p).name
