@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import hmac
 import os
 import re
 import secrets
@@ -225,6 +224,10 @@ class Redactor:
         if not 8 <= fingerprint_chars <= 64:
             raise ValueError("fingerprint_chars must be between 8 and 64")
         self._key = bytes(key)
+        k = self._key if len(self._key) <= 64 else hashlib.sha256(self._key).digest()
+        k = k.ljust(64, b"\0")
+        self._hmac_inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
+        self._hmac_outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
         self.key_id = hashlib.sha256(b"tooltrail redaction key id\x00" + self._key).hexdigest()[:12]
         self.fingerprint_chars = fingerprint_chars
         self._entropy = entropy_threshold
@@ -315,8 +318,13 @@ class Redactor:
     # ----------------------------------------------------------------- markers
 
     def fingerprint(self, type_: str, secret: str) -> str:
+        """First `fingerprint_chars` hex chars of HMAC-SHA256(key, "<type>:<secret>")."""
         msg = f"{type_}:{secret}".encode("utf-8", "surrogatepass")
-        return hmac.digest(self._key, msg, "sha256").hex()[: self.fingerprint_chars]
+        inner = self._hmac_inner.copy()  # RFC 2104 with the padded-key states precomputed:
+        inner.update(msg)  # hmac.new() pays an OpenSSL algorithm fetch on every call
+        outer = self._hmac_outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()[: self.fingerprint_chars]
 
     def marker(self, type_: str, secret: str) -> str:
         return f"[REDACTED:{type_}:{self.fingerprint(type_, _norm_secret(type_, secret))}]"
@@ -529,7 +537,10 @@ class Redactor:
             elif k == "b64":
                 if depth >= MAX_ENCODING_DEPTH:
                     continue
+                strong = [(f[0], f[1]) for f in out if f[2] > PRIO_ENCODED]
                 for a, b, blob in self._b64_candidates(text, raw):
+                    if any(x < b and a < y for x, y in strong):
+                        continue  # inside a token already found (a JWT segment): it would lose anyway
                     dec = _b64_any(blob)
                     if dec is None:
                         continue

@@ -8,7 +8,10 @@ import argparse
 import importlib
 import sys
 
+from tooltrail.errors import UserError
 from tooltrail.logs import configure_logging, get_logger
+
+__all__ = ["UserError", "main", "build_parser"]
 
 # One line per command module; each registers one or more subcommands.
 COMMAND_MODULES = (
@@ -18,10 +21,6 @@ COMMAND_MODULES = (
     "tooltrail.commands.kafka",
     "tooltrail.commands.serve",
 )
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,28 +16,18 @@ from dashboard.timeutil import fmt_age, fmt_ts
 
 def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
     run = dbc.Button("Run verification now", id="in-run", color="primary")
-    return html.Div(
-        [
-            C.page_header("Integrity", "Is every stored event still exactly what was acknowledged?", run),
-            dcc.Interval(id="in-tick", interval=1000, disabled=True),
-            dcc.Store(id="in-version", data=0),
-            C.card("Verification", html.Div(id="in-verify"), class_name="mb-3"),
-            dbc.Row(
-                [
-                    dbc.Col(C.card("Chains", dcc.Loading(html.Div(id="in-chains"), type="dot", delay_show=400)), lg=7),
-                    dbc.Col(
-                        C.card("Quarantine", dcc.Loading(html.Div(id="in-quarantine"), type="dot", delay_show=400)),
-                        lg=5,
-                    ),
-                ],
-                className="g-3 mb-3",
-            ),
-            C.card(
-                "Signed checkpoints (latest 50)", dcc.Loading(html.Div(id="in-checkpoints"), type="dot", delay_show=400)
-            ),
-        ],
-        id="page-integrity",
-    )
+    loading = {"type": "dot", "delay_show": 400}
+    return html.Div([
+        C.page_header("Integrity", "Is every stored event still exactly what was acknowledged?", run),
+        dcc.Interval(id="in-tick", interval=1000, disabled=True),
+        dcc.Store(id="in-version", data=0),
+        dbc.Row([
+            dbc.Col(C.card("Verification", html.Div(id="in-verify")), lg=7),
+            dbc.Col(C.card("Quarantine", dcc.Loading(html.Div(id="in-quarantine"), **loading)), lg=5),
+        ], className="g-3 mb-3"),
+        C.card("Chains", dcc.Loading(html.Div(id="in-chains"), **loading), class_name="mb-3"),
+        C.card("Signed checkpoints (latest 50)", dcc.Loading(html.Div(id="in-checkpoints"), **loading)),
+    ], id="page-integrity")
 
 
 def _public_key(ctx: Ctx) -> Any:

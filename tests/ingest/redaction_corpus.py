@@ -446,7 +446,7 @@ def lookalikes(seed: int = 2) -> list[tuple[str, Any]]:
 
 # --------------------------------------------------------------------------- realistic events
 
-_WORDS = ("deploy build cache index query user report invoice metrics latency session export import backup "
+_WORDS = ("deploy build cache index query user report invoice metrics latency session export import backup "  # noqa: SIM905
           "restore customer order payment refund widget dashboard alert incident pager review branch release").split()
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from tooltrail.cli import main
+
+sys.exit(main())
