@@ -36,6 +36,7 @@ LOGIN_COOKIE = "tooltrail_login"
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/")
 PUBLIC_PATHS = frozenset({"/login", "/logout", "/_favicon.ico", "/favicon.ico", "/healthz"})
 FAILURE_WINDOW_S = 15 * 60
+SLOW_REQUEST_S = 0.5
 
 log = get_logger("tooltrail.dashboard.auth")
 
@@ -309,6 +310,7 @@ class Auth:
         return resp
 
     def guard(self) -> Response | None:
+        g.tt_t0 = time.perf_counter()
         path = request.path
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return None
@@ -369,4 +371,8 @@ class Auth:
         if not request.path.startswith(PUBLIC_PREFIXES):
             h["Cache-Control"] = "no-store"
         h.pop("Server", None)
+        took = time.perf_counter() - getattr(g, "tt_t0", time.perf_counter())
+        if took > SLOW_REQUEST_S:
+            log.info("dashboard_slow_request", path=request.path, ms=round(took * 1000, 1),
+                     output=(request.get_json(silent=True) or {}).get("output", "")[:120] if request.is_json else "")
         return resp

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import dash_bootstrap_components as dbc
-import plotly.graph_objects as go
 from dash import dcc, html
 
 SEVERITY_COLOURS = {"critical": "danger", "high": "danger", "medium": "warning", "low": "info", "info": "secondary"}
@@ -89,46 +88,41 @@ def card(title: Any, body: Any, *, extra: Any = None, class_name: str = "", body
     return dbc.Card([header, dbc.CardBody(body, className=body_class)], className=f"tt-card {class_name}")
 
 
-def graph(id_: str, fig: go.Figure | None = None, height: int = 260) -> dcc.Graph:
-    return dcc.Graph(
-        id=id_,
-        figure=fig or empty_figure(""),
-        style={"height": f"{height}px"},
-        config={
-            "displaylogo": False,
-            "responsive": True,
-            "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"],
-        },
-    )
+def graph(id_: str, fig: dict | None = None, height: int = 260) -> dcc.Graph:
+    return dcc.Graph(id=id_, figure=fig or empty_figure(""), style={"height": f"{height}px"},
+                     config={"displaylogo": False, "responsive": True,
+                             "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"]})
 
 
-def style_figure(fig: go.Figure, *, height: int | None = None, legend: bool = True) -> go.Figure:
-    fig.update_layout(
-        template="plotly_white",
-        font={"family": FONT, "size": 12, "color": "#343a40"},
-        margin={"l": 48, "r": 16, "t": 10, "b": 36},
-        paper_bgcolor="rgba(0,0,0,0)",
-        plot_bgcolor="rgba(0,0,0,0)",
-        showlegend=legend,
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
-        hoverlabel={"font": {"family": FONT}},
-        uirevision="keep",
-    )
-    if height:
-        fig.update_layout(height=height)
-    fig.update_xaxes(gridcolor="#eef0f3", linecolor="#dee2e6")
-    fig.update_yaxes(gridcolor="#eef0f3", linecolor="#dee2e6", zeroline=False)
-    return fig
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
-def empty_figure(message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(
-        text=message, showarrow=False, font={"size": 13, "color": "#868e96"}, x=0.5, y=0.5, xref="paper", yref="paper"
-    )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return style_figure(fig, legend=False)
+_AXIS = {"gridcolor": "#eef0f3", "linecolor": "#dee2e6", "zeroline": False, "automargin": True,
+         "tickfont": {"size": 11}}
+
+
+def figure(data: list[dict], layout: dict | None = None, *, legend: bool = True) -> dict:
+    """A Plotly figure as a plain dict: no graph_objects validation, which costs tens of
+    milliseconds per figure (a large share of a page's budget)."""
+    base = {
+        "font": {"family": FONT, "size": 12, "color": "#343a40"},
+        "margin": {"l": 48, "r": 16, "t": 10, "b": 36}, "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)", "showlegend": legend,
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
+        "hoverlabel": {"font": {"family": FONT}}, "hovermode": "closest", "uirevision": "keep",
+        "xaxis": dict(_AXIS), "yaxis": dict(_AXIS), "colorway": ["#1c7ed6", "#e03131", "#2f9e44", "#f08c00"],
+    }
+    return {"data": data, "layout": _merge(base, layout or {})}
+
+
+def empty_figure(message: str) -> dict:
+    return figure([], {"xaxis": {"visible": False}, "yaxis": {"visible": False},
+                       "annotations": [{"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper",
+                                        "yref": "paper", "font": {"size": 13, "color": "#868e96"}}]}, legend=False)
 
 
 def fmt_int(n: Any) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+import os
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class StatsTuning(BaseModel):
@@ -31,7 +35,7 @@ class StatsTuning(BaseModel):
     iforest_train_size: int = Field(4000, ge=100)
     iforest_quantile: float = Field(0.01, gt=0, lt=0.5)
     iforest_min_events: int = Field(10, ge=1)
-    iforest_margin: float = Field(0.05, ge=0)
+    iforest_margin: float = Field(0.06, ge=0)
     iforest_trees: int = Field(200, ge=10)
     iforest_max_samples: int = Field(512, ge=16)
 
@@ -66,8 +70,112 @@ class DetectSettings(BaseModel):
         return StatsSettings(**self.stats.model_dump())
 
 
+DELIVERY_EVENTS: tuple[str, ...] = ("firing", "updated", "resolved")
+_SEVERITIES = ("low", "medium", "high", "critical")
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class WebhookDestination(BaseModel):
+    """One alert destination (`[[alerting.webhooks]]`). URLs, signing secrets and routing keys
+    are admin configuration and secrets: never logged, never written to the outbox. Each can
+    also be read from an environment variable (`url_env`, `secrets_env`, `routing_key_env`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Unique name; shows in the delivery log.")
+    kind: Literal["generic", "slack", "pagerduty"] = "generic"
+    url: str | None = Field(None, repr=False, description="Endpoint (PagerDuty: defaults to the Events v2 API).")
+    url_env: str | None = Field(None, description="Environment variable holding the URL.")
+    secrets: list[SecretStr] = Field(default_factory=list, description="Standard Webhooks secrets 'whsec_<base64>'; "
+                                     "every one signs each message (rotation: add the new one, later drop the old).")
+    secrets_env: list[str] = Field(default_factory=list, description="Environment variables holding more secrets.")
+    routing_key: SecretStr | None = Field(None, description="PagerDuty Events v2 integration (routing) key.")
+    routing_key_env: str | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Extra request headers (e.g. auth).")
+    enabled: bool = True
+    # routing: every given criterion must hold; list criteria match when any element matches
+    min_severity: Literal["low", "medium", "high", "critical"] = "low"
+    severities: list[Literal["low", "medium", "high", "critical"]] | None = None
+    tags: list[str] = Field(default_factory=list, description="Only alerts carrying at least one of these tags.")
+    rule_ids: list[str] = Field(default_factory=list, description="Only these rule ids (globs, e.g. 'TT-EXFIL-*').")
+    exclude_rule_ids: list[str] = Field(default_factory=list, description="Never these rule ids (globs).")
+    on: list[Literal["firing", "updated", "resolved"]] = Field(
+        default_factory=lambda: ["firing", "resolved"], description="Alert events to send.")
+    # delivery
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Per-attempt timeout.")
+    max_attempts: int = Field(8, ge=1, le=100, description="Attempts before the message is dead-lettered.")
+    backoff_base_s: float = Field(2.0, gt=0, description="First retry delay; doubles per attempt (with jitter).")
+    backoff_max_s: float = Field(900.0, gt=0, description="Longest delay between attempts.")
+    retry_after_max_s: float = Field(3600.0, gt=0, description="Cap on a receiver's Retry-After.")
+    allow_private: bool = Field(False, description="Allow loopback / private-range / link-local targets.")
+    allow_http: bool = Field(False, description="Allow plain http:// (https only by default).")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("use 1-64 of [A-Za-z0-9_.-]")
+        return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _check_secrets(cls, v: list[SecretStr]) -> list[SecretStr]:
+        for s in v:
+            check_whsec(s.get_secret_value())
+        return v
+
+    def resolved_url(self, env: dict[str, str] | None = None) -> str | None:
+        env = os.environ if env is None else env
+        url = self.url or (env.get(self.url_env) if self.url_env else None)
+        if url is None and self.kind == "pagerduty":
+            url = PAGERDUTY_EVENTS_URL
+        return url
+
+    def resolved_secrets(self, env: dict[str, str] | None = None) -> list[str]:
+        env = os.environ if env is None else env
+        out = [s.get_secret_value() for s in self.secrets]
+        for name in self.secrets_env:
+            val = env.get(name)
+            if val:
+                out.extend(x for x in val.split() if x)
+        for s in out:
+            check_whsec(s)
+        return out
+
+    def resolved_routing_key(self, env: dict[str, str] | None = None) -> str | None:
+        env = os.environ if env is None else env
+        if self.routing_key is not None:
+            return self.routing_key.get_secret_value()
+        return env.get(self.routing_key_env) if self.routing_key_env else None
+
+
+def check_whsec(secret: str) -> bytes:
+    """The key bytes of a Standard Webhooks secret 'whsec_<base64>' (ValueError if malformed)."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("webhook secrets look like 'whsec_<base64>' (create one with `tooltrail alerts secret`)")
+    try:
+        key = base64.b64decode(secret[len("whsec_"):], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("webhook secret is not valid base64 after 'whsec_'") from exc
+    if not 16 <= len(key) <= 128:
+        raise ValueError("webhook secret must decode to 16-128 bytes")
+    return key
+
+
 class AlertingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dashboard_url: str = "http://127.0.0.1:8050"
-    webhooks: list[dict] = Field(default_factory=list, description="Webhook destinations.")
+    dashboard_url: str = Field("http://127.0.0.1:8050", description="Base URL of the dashboard for links in alerts.")
+    webhooks: list[WebhookDestination] = Field(default_factory=list, description="Alert destinations (see docs/readme/alerting.md).")
+    retention_days: float = Field(30.0, gt=0, description="Delivered / dead outbox messages are kept this long.")
+    delivery_workers: int = Field(4, ge=1, le=32, description="Parallel deliveries (at most one per destination).")
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_names(cls, v: list[WebhookDestination]) -> list[WebhookDestination]:
+        names = [d.name for d in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate webhook name(s): {', '.join(sorted(dup))}")
+        return v

@@ -51,7 +51,7 @@ class StatsSettings:
     iforest_train_size: int = 4000
     iforest_quantile: float = 0.01
     iforest_min_events: int = 10
-    iforest_margin: float = 0.05
+    iforest_margin: float = 0.06
     iforest_trees: int = 200
     iforest_max_samples: int = 512
     session_ttl_s: float = 4 * 3600.0

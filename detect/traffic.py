@@ -60,6 +60,8 @@ ATTACK_KINDS: dict[str, str] = {
     "offhours_outlier": "STAT-IFOREST-001",
 }
 STAT_KINDS = ("volume_shift", "deny_ratio", "rare_sequence", "offhours_outlier")
+# kinds whose detectors need a learned history: injected from day 2 on
+NEEDS_HISTORY = (*STAT_KINDS, "new_server", "new_risky_tool")
 
 
 @dataclass
@@ -563,8 +565,8 @@ def _quarantine_spike(g: Generator, t0: float, rng: random.Random, aid: str | No
 
 def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool = True, *,
              start: str = DEFAULT_START, attacks_per_kind: int = 2, kinds: tuple[str, ...] | None = None) -> Iterator[LabeledEvent]:
-    """Labeled traffic in time order. Rule-kind attacks are injected from day 1 on, statistical
-    kinds from day 2 on (they need a baseline), so use days >= 3 for every kind."""
+    """Labeled traffic in time order. Most attack kinds are injected from day 1 on; kinds whose
+    detectors learn a baseline (NEEDS_HISTORY) from day 2 on, so use days >= 3 for every kind."""
     g = Generator(seed, principals, start)
     rng = g.rng
     items: list[LabeledEvent] = []
@@ -587,7 +589,7 @@ def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool =
                 n += 1
                 aid = f"atk-{seed}-{n:03d}-{kind}"
                 arng = random.Random(_h(seed, aid))
-                first_day = 2 if kind in STAT_KINDS else 1
+                first_day = 2 if kind in NEEDS_HISTORY else 1
                 if days <= first_day:
                     continue
                 day = arng.randint(first_day, days - 1)

@@ -529,45 +529,45 @@ class EmbeddedSink:
 
 
 class KafkaSink:
-    """Produce each event to a Kafka topic, keyed by principal (so one consumer sees all of a
-    principal's sessions), with ``acks=all`` and idempotence. Uses aiokafka on a private
-    event loop inside the delivery thread."""
+    """Produce each event to the ToolTrail Kafka topic through `ingest.kafka.producer.EventProducer`
+    (keyed by principal, ``acks=all``, the [kafka] section's security settings), on a private
+    event loop inside the delivery thread. Retries are safe: the collector dedups by event_id."""
 
     name = "kafka"
 
-    def __init__(self, bootstrap: str, topic: str = "tooltrail.events", **producer_kw: Any) -> None:
+    def __init__(self, settings: Any = None, *, bootstrap: str | None = None, topic: str | None = None) -> None:
+        self.settings = settings
         self.bootstrap = bootstrap
         self.topic = topic
-        self.producer_kw = producer_kw
         self._loop: Any = None
         self._producer: Any = None
 
     def _ensure(self) -> None:
         import asyncio
 
-        from aiokafka import AIOKafkaProducer
+        from ingest.kafka.producer import EventProducer
 
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                                        linger_ms=5, request_timeout_ms=10_000, **self.producer_kw)
-            self._loop.run_until_complete(producer.start())
-            self._producer = producer
+            async def _start() -> Any:  # aiokafka objects must be created inside their loop
+                p = EventProducer(self.settings, bootstrap=self.bootstrap, topic=self.topic)
+                try:
+                    return await p.start()
+                except BaseException:
+                    await p.stop(discard=True)
+                    raise
+
+            self._producer = self._loop.run_until_complete(_start())
 
     def send(self, lines: list[bytes]) -> Outcome:
-        import asyncio
-
         try:
             self._ensure()
 
             async def _send_all() -> None:
-                futs = []
                 for raw in lines:
-                    principal = orjson.loads(raw).get("principal")
-                    key = str(principal).encode() if principal is not None else None
-                    futs.append(await self._producer.send(self.topic, value=raw, key=key))
-                await asyncio.gather(*futs)
+                    await self._producer.send(raw)
+                await self._producer.flush()
 
             self._loop.run_until_complete(_send_all())
         except Exception as exc:
@@ -579,10 +579,13 @@ class KafkaSink:
         p, self._producer = self._producer, None
         if p is not None and self._loop is not None:
             with contextlib.suppress(Exception):
-                self._loop.run_until_complete(p.stop())
+                self._loop.run_until_complete(p.stop(discard=True))
 
     def close(self) -> None:
-        self._drop_producer()
+        p, self._producer = self._producer, None
+        if p is not None and self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.run_until_complete(p.stop())
         if self._loop is not None:
             self._loop.close()
             self._loop = None
@@ -828,22 +831,23 @@ def default_spool_root() -> Path:
 
 
 def open_emitter(*, name: str = "default", url: str | None = None, token: str | None = None,
-                 kafka_bootstrap: str | None = None, kafka_topic: str = "tooltrail.events",
+                 kafka_bootstrap: str | None = None, kafka_topic: str | None = None, kafka_settings: Any = None,
                  config: Any = None, chain_id: str | None = None, source: str | None = None,
                  spool_dir: str | os.PathLike[str] | None | bool = True, memory_items: int = 10_000,
                  **emitter_kw: Any) -> Emitter:
     """Build an emitter for one destination.
 
     Destination (first that is given): ``url`` (HTTP collector of `tooltrail serve`),
-    ``kafka_bootstrap``, ``config`` (embedded write path on this machine's data dir).
+    ``kafka_bootstrap`` / ``kafka_settings`` (an `ingest.settings.KafkaSettings`), ``config``
+    (embedded write path on this machine's data dir).
     ``spool_dir``: a directory (the spool is ``<dir>/<name>``), True for the default
     (`default_spool_root`), or None/False for an in-memory bounded buffer.
     """
     sink: Sink
     if url:
         sink = HttpSink(url, token)
-    elif kafka_bootstrap:
-        sink = KafkaSink(kafka_bootstrap, kafka_topic)
+    elif kafka_bootstrap or kafka_settings is not None:
+        sink = KafkaSink(kafka_settings, bootstrap=kafka_bootstrap, topic=kafka_topic)
     elif config is not None:
         sink = EmbeddedSink(config, chain_id=chain_id or f"proxy-{_safe_chain(name)}", source=source or f"proxy:{name}")
     else:
@@ -871,5 +875,5 @@ def emitter_from_env(name: str = "default", **kw: Any) -> Emitter:
     return open_emitter(name=name, url=os.environ.get("TOOLTRAIL_COLLECTOR_URL"),
                         token=os.environ.get("TOOLTRAIL_COLLECTOR_TOKEN"),
                         kafka_bootstrap=os.environ.get("TOOLTRAIL_KAFKA_BOOTSTRAP"),
-                        kafka_topic=os.environ.get("TOOLTRAIL_KAFKA_TOPIC", "tooltrail.events"),
+                        kafka_topic=os.environ.get("TOOLTRAIL_KAFKA_TOPIC"),
                         spool_dir=spool, **kw)

@@ -72,8 +72,14 @@ def derive_event_id(fields: dict[str, Any], source: str) -> str:
     return "tt-" + digest.hexdigest()[:32]
 
 
-def _field_of(err: dict[str, Any]) -> str:
-    return ".".join(str(p) for p in err.get("loc", ())) or "(event)"
+def _problem(err: Any) -> tuple[str, str]:
+    """(field, reason) of one pydantic error, worded for people sending events."""
+    field = ".".join(str(p) for p in err.get("loc", ())) or "(event)"
+    if err.get("type") == "json_invalid":
+        return "(event)", err["msg"].replace("Invalid JSON", "invalid JSON", 1)
+    if err.get("type") == "model_type" and field == "(event)":
+        return field, "an event must be a JSON object"
+    return field, err["msg"]
 
 
 class Ingestor:
@@ -311,27 +317,28 @@ class Ingestor:
 
     # ------------------------------------------------------------------ internals
     def _validate(self, item: Item, mapper: Callable[[dict], dict] | None) -> tuple[dict[str, Any], Any]:
-        obj: Any = item
-        if not isinstance(item, dict):
-            raw = bytes(item) if not isinstance(item, str) else item.encode()
-            if len(raw) > MAX_EVENT_BYTES:
-                return {}, ("(event)", f"event larger than {MAX_EVENT_BYTES} bytes")
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                return {}, ("(event)", f"invalid JSON: {exc}")
-        if not isinstance(obj, dict):
-            return {}, ("(event)", "an event must be a JSON object")
-        if mapper is not None:
-            try:
-                obj = mapper(obj)
-            except (ValueError, KeyError, TypeError) as exc:
-                return {}, ("(event)", f"cannot map record: {exc}")
         try:
-            ev = ToolCallEvent.model_validate(obj)
+            if isinstance(item, dict):
+                ev = ToolCallEvent.model_validate(mapper(item) if mapper else item)
+            else:
+                raw = item.encode() if isinstance(item, str) else bytes(item)
+                if len(raw) > MAX_EVENT_BYTES:
+                    return {}, ("(event)", f"event larger than {MAX_EVENT_BYTES} bytes")
+                if mapper is None:  # pydantic parses and validates in one pass (no interim dict)
+                    ev = ToolCallEvent.model_validate_json(raw)
+                else:
+                    try:
+                        obj = orjson.loads(raw)
+                    except orjson.JSONDecodeError as exc:
+                        return {}, ("(event)", f"invalid JSON: {exc}")
+                    if not isinstance(obj, dict):
+                        return {}, ("(event)", "an event must be a JSON object")
+                    ev = ToolCallEvent.model_validate(mapper(obj))
         except ValidationError as exc:
             errs = exc.errors(include_url=False, include_input=False, include_context=False)
-            return {}, [(_field_of(e), e["msg"]) for e in errs]
+            return {}, [_problem(e) for e in errs]
+        except (ValueError, KeyError, TypeError) as exc:  # from a gateway-format mapper
+            return {}, ("(event)", f"cannot map record: {exc}")
         return event_fields(ev), None
 
     def _reject(self, result: SubmitResult, quarantined: list[dict[str, Any]], index: int, problem: Any,

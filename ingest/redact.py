@@ -60,6 +60,7 @@ _MARKER_FULL = re.compile(r"^" + P.MARKER_PATTERN + r"$")
 # Keys whose value inherits the secret-ness of the enclosing key: {"password": {"value": "…"}}
 _INHERIT_KEYS = frozenset({"value", "data", "plain", "plaintext", "raw", "text", "string", "current", "new", "old",
                            "previous", "secret"})
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 _JSON_ESC = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
 _JSON_ESC_MAP = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -382,6 +383,8 @@ class Redactor:
         text = dump.decode("utf-8", "replace")
         if "\\" in text:
             text = _JSON_ESC.sub(_json_unescape, text)
+            if "\\" in text:  # strings that hold escapes themselves: look at both views
+                text = text + _SEP + _JSON_ESC.sub(_json_unescape, text)
         raw = text.encode("ascii") if text.isascii() else None
         for di in dets:
             det = self._dets[di]
@@ -485,7 +488,8 @@ class Redactor:
         if found:
             res = _resolve(found)
             types = {t for f in res for t, _ in f[3]}
-            if types & _STRUCTURAL or _LEFTOVER_OK.match(_leftover(v, res)):
+            already = any(not f[3] for f in res)  # holds markers: redacted before (idempotence)
+            if already or types & _STRUCTURAL or _LEFTOVER_OK.match(_leftover(v, res)):
                 return self._apply(v, res, counts)
         if v in self._allow:
             return v
@@ -496,6 +500,11 @@ class Redactor:
 
     def _scan(self, text: str, depth: int, slots: list[int] | None = None) -> list[Finding]:
         raw = text.encode("ascii") if text.isascii() else None
+        if raw is None:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: same length, RE2 needs valid UTF-8
+                text = _SURROGATES.sub("\ufffd", text)
         if slots is None:
             slots = self._set.Match(raw if raw is not None else text.encode("utf-8", "surrogatepass"))
         if not slots:
@@ -573,6 +582,15 @@ class Redactor:
                     if s in self._allow or (det.entropy is not None and P.shannon_entropy(s) < det.entropy):
                         continue
                     out.append((a, b, PRIO_USER, ((det.type, s),)))
+        if depth < MAX_ENCODING_DEPTH and "\\" in text:
+            # Text that is itself JSON (quarantined input) or holds escaped strings: scan the
+            # unescaped view too, so "\nAKIA…" is seen as a token at a line start.
+            r = _json_unescape_map(text)
+            if r is not None:
+                dec, offs = r
+                for a, b, prio, mk in _resolve(self._scan(dec, depth + 1)):
+                    if mk:
+                        out.append((offs[a], offs[b], prio, mk))
         return out
 
     def _b64_candidates(self, text: str, raw: bytes | None) -> Iterable[tuple[int, int, str]]:
@@ -820,8 +838,28 @@ def _norm_secret(type_: str, secret: str) -> str:
 
 def _json_unescape(m: re.Match[str]) -> str:
     if m.group(1) is not None:
-        return chr(int(m.group(1), 16))
+        cp = int(m.group(1), 16)
+        return "\ufffd" if 0xD800 <= cp <= 0xDFFF else chr(cp)
     return _JSON_ESC_MAP[m.group(2)]
+
+
+def _json_unescape_map(s: str) -> tuple[str, list[int]] | None:
+    """Undo JSON string escapes; (decoded, offsets) like `pct_decode_map`, None if none."""
+    parts: list[str] = []
+    offs: list[int] = []
+    pos = 0
+    for m in _JSON_ESC.finditer(s):
+        a = m.start()
+        parts.append(s[pos:a])
+        offs.extend(range(pos, a))
+        parts.append(_json_unescape(m))
+        offs.append(a)
+        pos = m.end()
+    if pos == 0:
+        return None
+    parts.append(s[pos:])
+    offs.extend(range(pos, len(s) + 1))
+    return "".join(parts), offs
 
 
 def _b64_any(s: str) -> str | None:

@@ -156,6 +156,7 @@ def pct_decode_map(s: str) -> tuple[str, list[int]] | None:
 
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
+NOT_SECRET_SUBSTR = ("passwordless", "secretar", "secretsmanager", "secretmanager")  # secretary, AWS ARNs
 PASSWORD_SUBSTR = ("password", "passwd", "passphrase", "passcode", "passwort", "contrasena", "senha")
 SECRET_SUBSTR = (
     "secret", "apikey", "accesskey", "privatekey", "privkey", "signingkey", "encryptionkey", "decryptionkey",
@@ -175,7 +176,8 @@ META_SUFFIX = frozenset("""
     usage rate index scope scopes algorithm alg method methods set present exists valid validity regex pattern
     rule rules example template placeholder description desc help error errors message msg changed updated
     created reset sent consent domain secure samesite httponly jar banner issuer audience lifetime class
-    prefix suffix length last4 hash_algorithm
+    prefix suffix length last4 hash_algorithm days hours minutes seconds secs ms interval period frequency retries
+    attempts threshold
 """.split())  # noqa: SIM905
 # "next_token", "page_token", "max_tokens": cursors and counters, not credentials.
 TOKEN_QUALIFIERS = frozenset("""
@@ -198,6 +200,8 @@ def classify_key(name: str) -> str | None:
     last = words[-1]
     if last in META_SUFFIX and len(words) > 1:
         return None
+    if any(s in joined for s in NOT_SECRET_SUBSTR):
+        return None
     if any(s in joined for s in PASSWORD_SUBSTR):
         return PLAIN_KIND
     if "pass" in words or ("pwd" in words and len(words) > 1):  # bare PWD is the shell's cwd
@@ -207,8 +211,6 @@ def classify_key(name: str) -> str | None:
         if any(w in TOKEN_QUALIFIERS for w in words[:i]):
             return None
         return SECRET_KIND
-    if "secretar" in joined or "secretsmanager" in joined or "secretmanager" in joined:  # secretary, ARNs
-        return None
     if any(s in joined for s in SECRET_SUBSTR):
         return SECRET_KIND
     if SECRET_WORDS.intersection(words):
@@ -443,6 +445,7 @@ FLAG_PATTERN = (
     r"(?i)(?:^|[^A-Za-z0-9_.-])--?(" + _KEYCH + r"*" + _KW + _KEYCH + r"*)(?:=|[ \t]+)"
     r"(?:\"([^\"\x00\n]*)\"|'([^'\x00\n]*)'|([^\s\"'`;&|<>\x00-][^\s\"'`;&|<>\x00]*))"
 )
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CODEISH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
@@ -466,8 +469,8 @@ def assignment_findings(text: str, m: re2._Match, *, flag: bool) -> tuple[str, i
     if not v or is_placeholder(v) or (v[0] == "$" and text[b:b + 1] in ("{", "(")):
         return None  # ${DB_PASS}, $(cat ~/.token)
     if not quoted and not (not flag and m.start(4) >= 0):
-        if _CODEISH.match(v) or text[b:b + 1] in ("(", "["):
-            return None  # a code reference: password=self.password, token=get_token()
+        if _CODEISH.match(v) or text[b:b + 1] in ("(", "[") or (_IDENT.match(v) and classify_key(v)):
+            return None  # a code reference: password=self.password, token=get_token(), api_key = api_key
         sep = "" if flag else m.group(3)
         if (sep == ":" or flag) and not secret_like(v):
             return None  # prose: "password: please reset it", "--token expired"

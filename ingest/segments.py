@@ -29,7 +29,7 @@ ROW_GROUP_ROWS = 32_768
 _TS_TYPE = pa.timestamp("us", tz="UTC")
 
 
-@dataclass
+@dataclass(slots=True)
 class StoredRow:
     """One chained event as held in memory between the WAL and a segment."""
 

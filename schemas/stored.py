@@ -53,9 +53,9 @@ def build_record(
     chain_id: str,
     seq: int,
 ) -> dict[str, Any]:
-    """The dict whose canonical bytes are hashed. `fields` come from `event_fields`
-    (after redaction); `received_at` is already a canonical ts string."""
-    rec = dict(fields)
+    """The dict whose canonical bytes are hashed, built in place on `fields` (from
+    `event_fields`, after redaction); `received_at` is already a canonical ts string."""
+    rec = fields
     rec["source"] = source
     rec["received_at"] = received_at
     rec["redactions"] = redactions

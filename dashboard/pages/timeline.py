@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import dash_bootstrap_components as dbc
-import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
 from dash import ctx as dctx
 
@@ -219,7 +218,7 @@ def _outcome(e: dict) -> str:
     return e.get("result") or "unknown"
 
 
-def build_view(events: list[dict], alerts: list[dict], focus: str | None = None) -> tuple[go.Figure, list[dict], dict]:
+def build_view(events: list[dict], alerts: list[dict], focus: str | None = None) -> tuple[dict, list[dict], dict]:
     """The figure, the table rows and summary facts of a timeline view. `focus`: the alert the
     analyst came from; its evidence is highlighted first."""
     evid: dict[tuple[str, int], list[str]] = {}
@@ -252,52 +251,55 @@ def build_view(events: list[dict], alerts: list[dict], focus: str | None = None)
             "ts_full": fmt_ts(e["ts"], micro=True),
         })
 
-    fig = go.Figure()
+    data: list[dict] = []
+    shapes: list[dict] = []
     groups = (("ok", "#2f9e44", "circle", "allowed, ok"), ("error", "#f08c00", "circle", "allowed, error"),
               ("timeout", "#f08c00", "triangle-up", "allowed, timeout"), ("unknown", "#868e96", "circle", "allowed"),
               ("denied", "#e03131", "x", "denied"))
     for key, colour, symbol, name in groups:
         pts = [r for r, e in zip(rows, events, strict=True) if _outcome(e) == key]
         if pts:
-            fig.add_scatter(
-                x=[r["ts_full"] for r in pts], y=[r["lane"] for r in pts], mode="markers", name=name,
-                marker={"color": colour, "size": 10, "symbol": symbol, "line": {"width": 1, "color": "white"}},
-                customdata=[[r["chain_id"], r["seq"], r["ts"]] for r in pts],
-                text=[f"{r['principal']} \u00b7 {r['decision']} \u00b7 {r['result'] or '-'}" for r in pts],
-                hovertemplate="%{y}<br>%{x}<br>%{text}<extra></extra>")
+            data.append({
+                "type": "scatter", "mode": "markers", "name": name, "x": [r["ts_full"] for r in pts],
+                "y": [r["lane"] for r in pts], "customdata": [[r["chain_id"], r["seq"], r["ts"]] for r in pts],
+                "marker": {"color": colour, "size": 10, "symbol": symbol, "line": {"width": 1, "color": "white"}},
+                "text": [f"{r['principal']} \u00b7 {r['decision']} \u00b7 {r['result'] or '-'}" for r in pts],
+                "hovertemplate": "%{y}<br>%{x}<br>%{text}<extra></extra>"})
     red = [r for r in rows if r["redactions"]]
     if red:
-        fig.add_scatter(x=[r["ts_full"] for r in red], y=[r["lane"] for r in red], mode="markers",
-                        name="secret redacted", marker={"symbol": "diamond-open", "size": 17, "color": "#862e9c",
-                                                        "line": {"width": 2}},
-                        customdata=[[r["chain_id"], r["seq"], r["ts"]] for r in red],
-                        hovertemplate="secret redacted before storage: %{y}<extra></extra>")
+        data.append({"type": "scatter", "mode": "markers", "name": "secret redacted", "x": [r["ts_full"] for r in red],
+                     "y": [r["lane"] for r in red], "customdata": [[r["chain_id"], r["seq"], r["ts"]] for r in red],
+                     "marker": {"symbol": "diamond-open", "size": 17, "color": "#862e9c", "line": {"width": 2}},
+                     "hovertemplate": "secret redacted before storage: %{y}<extra></extra>"})
     for a in alerts:
         first, last = to_dt(a.get("first_seen")), to_dt(a.get("last_seen"))
         is_focus = a["alert_id"] == focus
         if first and last:
             pad = timedelta(milliseconds=300) if last == first else timedelta(0)
-            fig.add_vrect(x0=fmt_ts(first - pad, micro=True), x1=fmt_ts(last + pad, micro=True),
-                          fillcolor=a["_colour"], opacity=0.12 if is_focus else 0.06, line_width=0, layer="below")
+            shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": fmt_ts(first - pad, micro=True),
+                           "x1": fmt_ts(last + pad, micro=True), "y0": 0, "y1": 1, "fillcolor": a["_colour"],
+                           "opacity": 0.12 if is_focus else 0.06, "line": {"width": 0}, "layer": "below"})
         ev = [r for r in rows if a["alert_id"] in r["alert_ids"]]
         if ev:
-            title = (a.get("title") or a.get("rule_id") or "")
-            fig.add_scatter(x=[r["ts_full"] for r in ev], y=[r["lane"] for r in ev], mode="markers+lines",
-                            name=("\u2605 " + title)[:48] + ("\u2026" if len(title) > 46 else ""),
-                            line={"color": a["_colour"], "width": 3 if is_focus else 2, "dash": "dot"},
-                            marker={"symbol": "circle-open", "size": 24 if is_focus else 20, "color": a["_colour"],
-                                    "line": {"width": 3}},
-                            customdata=[[r["chain_id"], r["seq"], r["ts"]] for r in ev],
-                            hovertemplate=f"{title[:80]}<br>%{{x}}<extra></extra>")
-    height = max(280, min(900, 120 + 36 * len(lanes)))
-    fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(lanes)), type="category")
-    C.style_figure(fig)
-    fig.update_layout(height=height, clickmode="event", margin={"l": 170, "r": 16, "t": 10, "b": 40},
-                      legend={"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0})
+            title = a.get("title") or a.get("rule_id") or ""
+            data.append({
+                "type": "scatter", "mode": "markers+lines", "x": [r["ts_full"] for r in ev], "y": [r["lane"] for r in ev],
+                "name": ("\u2605 " + title)[:48] + ("\u2026" if len(title) > 46 else ""),
+                "line": {"color": a["_colour"], "width": 3 if is_focus else 2, "dash": "dot"},
+                "marker": {"symbol": "circle-open", "size": 24 if is_focus else 20, "color": a["_colour"],
+                           "line": {"width": 3}},
+                "customdata": [[r["chain_id"], r["seq"], r["ts"]] for r in ev],
+                "hovertemplate": f"{title[:80]}<br>%{{x}}<extra></extra>"})
+    xaxis: dict[str, Any] = {"type": "date"}
     if events:
         t0, t1 = to_dt(events[0]["ts"]), to_dt(events[-1]["ts"])
         pad = max((t1 - t0) * 0.04, timedelta(seconds=2))
-        fig.update_xaxes(range=[fmt_ts(t0 - pad, micro=True), fmt_ts(t1 + pad, micro=True)])
+        xaxis["range"] = [fmt_ts(t0 - pad, micro=True), fmt_ts(t1 + pad, micro=True)]
+    fig = C.figure(data, {
+        "height": max(280, min(900, 120 + 36 * len(lanes))), "clickmode": "event", "shapes": shapes,
+        "margin": {"l": 170, "r": 16, "t": 10, "b": 40}, "xaxis": xaxis,
+        "yaxis": {"type": "category", "categoryorder": "array", "categoryarray": list(reversed(lanes))},
+        "legend": {"orientation": "h", "y": -0.12, "yanchor": "top", "x": 0}})
     summary = {
         "events": len(events), "lanes": len(lanes), "denies": sum(1 for e in events if e["decision"] == "deny"),
         "errors": sum(1 for e in events if e.get("result") in ("error", "timeout")), "redacted": len(red),

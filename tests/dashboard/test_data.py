@@ -60,7 +60,7 @@ def test_timeline_of_the_exfiltration_session(data, built):
     fig, rows, summary = build_view(events, overlapping, built.exfil_alert_id)
     assert summary["focus"] == 2 and [r["lane"] for r in rows if r["focus"]] == ["filesystem/read_file",
                                                                                  "gmail/send_email"]
-    assert any(t.name.startswith("\u2605") for t in fig.data)
+    assert any(t["name"].startswith("\u2605") for t in fig["data"]) and fig["layout"]["shapes"]
     e = data.event(rows[-1]["chain_id"], rows[-1]["seq"], rows[-1]["ts"])
     assert e["event_id"] == events[-1]["event_id"] and "drop@evil-mail.net" in e["record"]
 

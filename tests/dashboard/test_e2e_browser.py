@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -99,7 +100,7 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
 
     from ingest.proofs import verify_bundle
 
-    bundle = json.loads(open(path).read())
+    bundle = json.loads(Path(path).read_text())
     assert verify_bundle(bundle).ok and len(bundle["events"]) == 4
 
     # Back to the alert; acknowledge it with a note. Who and when are recorded.
@@ -131,7 +132,7 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     assert page.locator("#q-table td", has_text="send_email").count() == 1
     with page.expect_download() as dl:
         page.click("#q-csv")
-    csv_text = open(dl.value.path()).read()
+    csv_text = Path(dl.value.path()).read_text()
     assert csv_text.count("\n") == 5 and "read_email" in csv_text
     screenshot(page, "query")
 

@@ -25,14 +25,25 @@ def test_sigkill_loses_no_acknowledged_event(data_dir, tmp_path):
     client = subprocess.Popen([sys.executable, "-m", "tests.http.load_client", srv.url, INGEST_TOKEN, str(out),
                                str(stop), "4", "50"], cwd=ROOT, env=cli_env(data_dir), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
+    def acked_lines() -> int:
+        return len(out.read_text().splitlines()) if out.exists() else 0
+
+    def wait_progress(at_least: int, timeout: float = 60.0) -> None:
+        deadline = time.time() + timeout
+        while acked_lines() < at_least:
+            assert time.time() < deadline, "the client makes no progress"
+            assert client.poll() is None, client.communicate()[1].decode()[-2000:]
+            time.sleep(0.05)
+
     try:
-        acked_before: list[int] = []
+        kills = 0
         for _ in range(4):
-            time.sleep(0.8 + rng.random())
+            wait_progress(acked_lines() + 10)  # traffic is flowing (again) ...
+            time.sleep(rng.random() * 0.7)  # ... then kill at a random moment mid-stream
             srv.kill(signal.SIGKILL)
-            acked_before.append(len(out.read_text().splitlines()))
+            kills += 1
             srv.start()
-        time.sleep(1.0)
+        wait_progress(acked_lines() + 10)
     finally:
         stop.touch()
         cout, cerr = client.communicate(timeout=60)
@@ -42,7 +53,7 @@ def test_sigkill_loses_no_acknowledged_event(data_dir, tmp_path):
     assert '"collector_stopped"' in srv.log.read_text()
     acked = [i for line in out.read_text().splitlines() for i in line.split()]
     assert len(acked) >= 2000, f"only {len(acked)} events acknowledged ({cout.decode()})"
-    assert all(b > a for a, b in zip([0, *acked_before], acked_before, strict=False)), acked_before
+    assert kills == 4
     stored = [r["event_id"] for r in ReadOnlyQuery.at(data_dir).rows("select event_id from events", limit=10_000_000)]
     assert len(stored) == len(set(stored)), "an event is stored twice"
     missing = set(acked) - set(stored)

@@ -125,7 +125,7 @@ def gen_secret(type_: str, rng: random.Random) -> Secret:  # noqa: C901 - one br
         return Secret(t, s, [s], s, "sendgrid_api_key")
     if t == "jwt":
         header = _b64url(json.dumps({"alg": rng.choice(["HS256", "RS256", "ES256"]), "typ": "JWT"}).encode())
-        payload = _b64url(json.dumps({"sub": str(rng.randint(1, 10**9)), "iat": rng.randint(1.6e9, 1.8e9),
+        payload = _b64url(json.dumps({"sub": str(rng.randint(1, 10**9)), "iat": rng.randint(1_600_000_000, 1_800_000_000),
                                       "scope": "repo read:org"}).encode())
         sig = _b64url(rng.randbytes(32))
         s = f"{header}.{payload}.{sig}"

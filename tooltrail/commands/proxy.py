@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         kw.update(url=args.collector, token=token)
         where = args.collector
     elif args.kafka:
-        kw.update(kafka_bootstrap=config.kafka.bootstrap, kafka_topic=config.kafka.topic)
+        kw.update(kafka_settings=config.kafka)
         where = f"kafka {config.kafka.bootstrap} {config.kafka.topic}"
     else:
         kw.update(config=config, chain_id=args.chain or None, source=f"proxy:{args.name}")
