@@ -144,7 +144,7 @@ def create_app(config: Any, *, query: Any = None, users: UserStore | None = None
         suppress_callback_exceptions=True,
         serve_locally=True,
         on_error=_on_error,
-        enable_mcp=False,
+        enable_mcp=False, eager_loading=True,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     ctx = Ctx(config=config, settings=settings, data=DashboardData(config, query), actions=Actions(config))

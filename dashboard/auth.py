@@ -338,7 +338,7 @@ class Auth:
                     '{"error": "not signed in", "login": "/login?expired=1"}', status=401, mimetype="application/json"
                 )
             target = request.full_path if request.query_string else path
-            return redirect(f"/login?next={quote(target, safe='/?=&')}", code=302)
+            return redirect(f"/login?next={quote(target, safe='/')}", code=302)
         g.tt_session = session
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             token = request.headers.get(CSRF_HEADER, "") or request.form.get("csrf", "")

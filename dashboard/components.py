@@ -90,7 +90,7 @@ def card(title: Any, body: Any, *, extra: Any = None, class_name: str = "", body
 
 def graph(id_: str, fig: dict | None = None, height: int = 260) -> dcc.Graph:
     return dcc.Graph(id=id_, figure=fig or empty_figure(""), style={"height": f"{height}px"},
-                     config={"displaylogo": False, "responsive": True,
+                     config={"displaylogo": False, "responsive": False,
                              "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"]})
 
 

@@ -2,6 +2,12 @@
 
 Each method issues a bounded query: aggregates over a time range, or a limited / paged list.
 Failures become `DataError` with a message that tells the analyst what to do.
+
+Alerts are read through the layer's `alerts` view too, but that view re-reads the alert store's
+JSON lines on every query, which grows with the store. The dashboard therefore keeps a
+snapshot of the view (`AlertsSnapshot`): read once through the layer, refreshed in the
+background when the store's files change (at most every `SNAPSHOT_MIN_INTERVAL_S`), and
+re-read at once after the dashboard itself changes an alert. Pages query the snapshot.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import duckdb
+
 from dashboard.timeutil import TimeRange, to_dt
 from tooltrail.logs import get_logger
 
@@ -20,26 +28,18 @@ log = get_logger("tooltrail.dashboard.data")
 
 SEVERITIES = ("critical", "high", "medium", "low")
 STATUSES = ("open", "acknowledged", "resolved")
-SEVERITY_RANK_SQL = (
-    "case lower(severity) when 'critical' then 5 when 'high' then 4 when 'medium' then 3 "
-    "when 'low' then 2 when 'info' then 1 else 0 end"
-)
+SEVERITY_RANK_SQL = ("case lower(severity) when 'critical' then 4 when 'high' then 3 when 'medium' then 2 "
+                     "when 'low' then 1 else 0 end")
 ALERT_SORT_COLUMNS = {
-    "severity": SEVERITY_RANK_SQL,
-    "last_seen": "last_seen",
-    "first_seen": "first_seen",
-    "rule_id": "rule_id",
-    "title": "title",
-    "status": "status",
-    "principal": "principal",
-    "session": "session",
-    "match_count": "match_count",
-    "alert_id": "alert_id",
+    "severity": SEVERITY_RANK_SQL, "last_seen": "last_seen", "last_seen_s": "last_seen", "first_seen": "first_seen",
+    "rule_id": "rule_id", "title": "title", "status": "status", "principal": "principal", "session": "session",
+    "match_count": "match_count", "alert_id": "alert_id",
 }
-TIMELINE_COLUMNS = (
-    "event_id, ts, principal, agent, session, server, tool, decision, result, reason, error, "
-    "latency_ms, result_bytes, scope_checked, chain_id, seq, redaction_count"
-)
+TIMELINE_COLUMNS = ("event_id, ts, principal, agent, session, server, tool, decision, result, reason, error, "
+                    "latency_ms, result_bytes, scope_checked, chain_id, seq, redaction_count")
+SNAPSHOT_MIN_INTERVAL_S = 2.0
+SNAPSHOT_MAX_ALERTS = 1_000_000
+_TOP_GID = {"principal": 3, "tool": 5, "server": 6}  # grouping() bitmasks of the three grouping sets
 
 
 class DataError(Exception):
@@ -62,9 +62,72 @@ def _friendly(exc: Exception) -> str:
     low = text.lower()
     if "timeout" in low or "timed out" in low or "interrupt" in low:
         return f"The query took too long ({text}). Narrow the time range or add filters."
-    if "does not exist" in low or "not found" in low and ("table" in low or "view" in low):
+    if "does not exist" in low or ("not found" in low and ("table" in low or "view" in low)):
         return f"The store has no such data yet ({text})."
     return text
+
+
+class AlertsSnapshot:
+    """The `alerts` view, materialised in a private in-memory DuckDB database."""
+
+    def __init__(self, data: DashboardData) -> None:
+        self.data = data
+        self._lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._sig: tuple = ()
+        self._loaded_at = 0.0
+        self._refreshing = False
+        self.rows = 0
+
+    def _signature(self) -> tuple:
+        d = self.data.config.layout.alerts_dir
+        try:
+            return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in d.iterdir() if (st := p.stat())))
+        except OSError:
+            return ()
+
+    def _load(self, sig: tuple) -> None:
+        t0 = time.perf_counter()
+        try:
+            tbl = self.data.query.sql("select * from alerts", limit=SNAPSHOT_MAX_ALERTS, timeout_s=120)
+        except Exception as exc:
+            raise DataError(_friendly(exc)) from exc
+        con = duckdb.connect(":memory:")
+        con.execute("SET enable_external_access=false")
+        con.register("_snap", tbl)
+        con.execute("CREATE TABLE alerts AS SELECT * FROM _snap")
+        con.unregister("_snap")
+        con.execute("SET lock_configuration=true")
+        with self._lock:
+            self._con, self._sig, self._loaded_at, self.rows = con, sig, time.monotonic(), tbl.num_rows
+        ms = (time.perf_counter() - t0) * 1000
+        if ms > 500:
+            log.info("dashboard_alerts_snapshot", alerts=tbl.num_rows, ms=round(ms, 1))
+
+    def _background(self, sig: tuple) -> None:
+        try:
+            self._load(sig)
+        except DataError as exc:
+            log.warning("dashboard_alerts_snapshot_failed", error=str(exc)[:200])
+        finally:
+            self._refreshing = False
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        sig = self._signature()
+        if self._con is None:
+            self._load(sig)
+        elif sig != self._sig and not self._refreshing and time.monotonic() - self._loaded_at >= SNAPSHOT_MIN_INTERVAL_S:
+            self._refreshing = True  # serve the current snapshot while the next one loads
+            threading.Thread(target=self._background, args=(sig,), name="alerts-snapshot", daemon=True).start()
+        assert self._con is not None
+        return self._con.cursor()
+
+    def reload(self) -> None:
+        """Re-read now (after this dashboard changed an alert: the analyst must see it)."""
+        self._load(self._signature())
+
+    def age_s(self) -> float:
+        return time.monotonic() - self._loaded_at if self._loaded_at else 0.0
 
 
 class DashboardData:
@@ -77,6 +140,7 @@ class DashboardData:
         self._query = query
         self._lock = threading.Lock()
         self._cache: dict[tuple, tuple[float, Any]] = {}
+        self.alerts_snapshot = AlertsSnapshot(self)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -89,29 +153,45 @@ class DashboardData:
                     self._query = ReadOnlyQuery(self.config)
         return self._query
 
-    def rows(
-        self, sql: str, params: Sequence[Any] | None = None, *, limit: int = 1000, timeout_s: float | None = None
-    ) -> list[dict[str, Any]]:
+    def rows(self, sql: str, params: Sequence[Any] | None = None, *, limit: int = 1000,
+             timeout_s: float | None = None) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         try:
-            tbl = self.query.sql(
-                sql,
-                params=list(params) if params else None,
-                limit=limit,
-                timeout_s=timeout_s or self.settings.page_timeout_s,
-            )
+            tbl = self.query.sql(sql, params=list(params) if params else None, limit=limit,
+                                 timeout_s=timeout_s or self.settings.page_timeout_s)
         except Exception as exc:  # the query layer's own errors, DuckDB's, timeouts
             log.warning("dashboard_query_failed", error_type=type(exc).__name__, error=str(exc)[:300])
             raise DataError(_friendly(exc)) from exc
-        out = tbl.to_pylist()
-        ms = (time.perf_counter() - t0) * 1000
-        if ms > 500:
-            log.info("dashboard_slow_query", ms=round(ms, 1), sql=" ".join(sql.split())[:200])
-        return out
+        self._note_slow(sql, t0)
+        return tbl.to_pylist()
 
     def one(self, sql: str, params: Sequence[Any] | None = None) -> dict[str, Any] | None:
         r = self.rows(sql, params, limit=1)
         return r[0] if r else None
+
+    def arows(self, sql: str, params: Sequence[Any] | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """A query over the alerts snapshot (table `alerts`)."""
+        t0 = time.perf_counter()
+        try:
+            cur = self.alerts_snapshot.cursor()
+            try:
+                reader = cur.sql(sql, params=list(params or []) or None).to_arrow_reader(limit)
+                out: list[dict[str, Any]] = []
+                for batch in reader:
+                    out.extend(batch.to_pylist())
+                    if len(out) >= limit:
+                        break
+            finally:
+                cur.close()
+        except duckdb.Error as exc:
+            raise DataError(_friendly(exc)) from exc
+        self._note_slow(sql, t0)
+        return out[:limit]
+
+    def _note_slow(self, sql: str, t0: float) -> None:
+        ms = (time.perf_counter() - t0) * 1000
+        if ms > 500:
+            log.info("dashboard_slow_query", ms=round(ms, 1), sql=" ".join(sql.split())[:200])
 
     def cached(self, key: tuple, ttl: float, fn: Any) -> Any:
         now = time.monotonic()
@@ -124,61 +204,32 @@ class DashboardData:
         self._cache[key] = (now, value)
         return value
 
-    def has_view(self, name: str) -> bool:
-        def probe() -> bool:
-            try:
-                self.rows(f"select * from {name} limit 0", limit=1)
-                return True
-            except DataError:
-                return False
-
-        return self.cached(("view", name), 30.0, probe)
-
     # ------------------------------------------------------------------ overview
     def overview(self, tr: TimeRange) -> dict[str, Any]:
         b_us = tr.bucket_seconds() * 1_000_000
         p = [tr.start, tr.end]
-        series = self.rows(
-            "select (epoch_us(ts) // ?) * ? as bucket, decision, count(*) as n from events "
-            "where ts >= ? and ts < ? group by all order by bucket",
-            [b_us, b_us, *p],
-            limit=5000,
-        )
-        kpi = (
-            self.one(
-                "select count(*) as events, count(*) filter (where decision = 'deny') as denies, "
-                "count(*) filter (where result in ('error', 'timeout')) as errors, "
-                "approx_count_distinct(principal) as principals, approx_count_distinct(session) as sessions, "
-                "max(ts) as latest from events where ts >= ? and ts < ?",
-                p,
-            )
-            or {}
-        )
+        series = self.rows("select (epoch_us(ts) // ?) * ? as bucket, decision, count(*) as n from events "
+                           "where ts >= ? and ts < ? group by all order by bucket", [b_us, b_us, *p], limit=5000)
+        kpi = self.one("select count(*) as events, count(*) filter (where decision = 'deny') as denies, "
+                       "count(*) filter (where result in ('error', 'timeout')) as errors, "
+                       "approx_count_distinct(principal) as principals, approx_count_distinct(session) as sessions "
+                       "from events where ts >= ? and ts < ?", p) or {}
         top = self.rows(
             "with g as (select principal, tool, server, grouping(principal, tool, server) as gid, count(*) as n, "
             "count(*) filter (where decision = 'deny') as denies from events where ts >= ? and ts < ? "
             "group by grouping sets ((principal), (tool), (server))) "
-            "select * from g qualify row_number() over (partition by gid order by n desc) <= 10",
-            p,
-            limit=100,
-        )
-        tops: dict[str, list[dict]] = {"principal": [], "tool": [], "server": []}
-        for r in top:
-            for k in tops:
-                if r["gid"] == {"principal": 3, "tool": 5, "server": 6}[k]:
-                    tops[k].append({"name": r[k], "n": r["n"], "denies": r["denies"]})
+            "select * from g qualify row_number() over (partition by gid order by n desc) <= 10", p, limit=100)
+        tops: dict[str, list[dict]] = {k: [{"name": r[k], "n": r["n"], "denies": r["denies"]}
+                                           for r in top if r["gid"] == gid] for k, gid in _TOP_GID.items()}
         for v in tops.values():
             v.sort(key=lambda r: -r["n"])
         return {"bucket_s": b_us // 1_000_000, "series": series, "kpi": kpi, "top": tops}
 
     def principal_volume(self, tr: TimeRange, principal: str) -> list[dict]:
         b_us = tr.bucket_seconds() * 1_000_000
-        return self.rows(
-            "select (epoch_us(ts) // ?) * ? as bucket, count(*) as n from events "
-            "where principal = ? and ts >= ? and ts < ? group by all order by bucket",
-            [b_us, b_us, principal, tr.start, tr.end],
-            limit=5000,
-        )
+        return self.rows("select (epoch_us(ts) // ?) * ? as bucket, count(*) as n from events "
+                         "where principal = ? and ts >= ? and ts < ? group by all order by bucket",
+                         [b_us, b_us, principal, tr.start, tr.end], limit=5000)
 
     def latest_event_ts(self) -> datetime | None:
         r = self.one("select max(ts) as latest from events")
@@ -186,18 +237,17 @@ class DashboardData:
 
     # ------------------------------------------------------------------ alerts
     def alert_counts(self) -> list[dict]:
-        return self.rows(
-            "select lower(severity) as severity, status, count(*) as n from alerts group by all", limit=100
-        )
+        return self.arows("select lower(severity) as severity, status, count(*) as n from alerts group by all",
+                          limit=100)
 
     def alert_rule_ids(self) -> list[str]:
-        return [
-            r["rule_id"]
-            for r in self.rows("select distinct rule_id from alerts where rule_id is not null order by 1", limit=500)
-        ]
+        return [r["rule_id"] for r in self.arows(
+            "select distinct rule_id from alerts where rule_id is not null order by 1", limit=500)]
 
-    def _alert_where(self, f: dict[str, Any]) -> tuple[str, list[Any]]:
-        where, params = [], []
+    @staticmethod
+    def _alert_where(f: dict[str, Any]) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
         if f.get("severity"):
             sev = [s.lower() for s in f["severity"]]
             where.append(f"lower(severity) in ({', '.join('?' * len(sev))})")
@@ -212,38 +262,33 @@ class DashboardData:
             where.append("contains(lower(coalesce(principal, '')), ?)")
             params.append(str(f["principal"]).lower())
         if f.get("text"):
-            where.append(
-                "(contains(lower(coalesce(title, '')), ?) or contains(lower(alert_id), ?) "
-                "or contains(lower(coalesce(session, '')), ?))"
-            )
+            where.append("(contains(lower(coalesce(title, '')), ?) or contains(lower(alert_id), ?) "
+                         "or contains(lower(coalesce(session, '')), ?))")
             params += [str(f["text"]).lower()] * 3
         if f.get("since"):
             where.append("last_seen >= ?")
             params.append(f["since"])
         return (" where " + " and ".join(where)) if where else "", params
 
-    def alerts(
-        self, filters: dict[str, Any], sort: list[dict] | None, page: int, page_size: int
-    ) -> tuple[list[dict], int]:
+    def alerts(self, filters: dict[str, Any], sort: list[dict] | None, page: int,
+               page_size: int) -> tuple[list[dict], int]:
         where, params = self._alert_where(filters)
         order = []
         for s in sort or [{"column_id": "last_seen", "direction": "desc"}]:
             col = ALERT_SORT_COLUMNS.get(s.get("column_id", ""))
             if col:
                 order.append(f"{col} {'asc' if s.get('direction') == 'asc' else 'desc'}")
-        order.append("alert_id")
-        total = (self.one(f"select count(*) as n from alerts{where}", params) or {"n": 0})["n"]
-        rows = self.rows(
+        order += ["last_seen desc", "alert_id"]
+        total = self.arows(f"select count(*) as n from alerts{where}", params, limit=1)[0]["n"]
+        rows = self.arows(
             "select alert_id, rule_id, title, lower(severity) as severity, status, principal, session, "
-            f"first_seen, last_seen, match_count from alerts{where} order by {', '.join(order)} "
-            "limit ? offset ?",
-            [*params, page_size, page * page_size],
-            limit=page_size,
-        )
+            f"first_seen, last_seen, match_count from alerts{where} order by {', '.join(order)} limit ? offset ?",
+            [*params, page_size, page * page_size], limit=page_size)
         return rows, int(total)
 
     def alert(self, alert_id: str) -> dict | None:
-        return self.one("select * from alerts where alert_id = ?", [alert_id])
+        r = self.arows("select * from alerts where alert_id = ?", [alert_id], limit=1)
+        return r[0] if r else None
 
     def alerts_overlapping(self, tr: TimeRange, session: str | None, principal: str | None) -> list[dict]:
         cond, params = [], []
@@ -255,42 +300,39 @@ class DashboardData:
             params.append(principal)
         if not cond:
             return []
-        return self.rows(
-            "select * from alerts where (" + " or ".join(cond) + ") and last_seen >= ? and first_seen <= ? "
-            "order by first_seen limit 200",
-            [*params, tr.start, tr.end],
-            limit=200,
-        )
+        return self.arows("select * from alerts where (" + " or ".join(cond) + ") and last_seen >= ? and first_seen <= ? "
+                          "order by first_seen limit 200", [*params, tr.start, tr.end], limit=200)
 
     def events_by_ref(self, refs: list[dict], limit: int = 200) -> list[dict]:
-        """Evidence events by (chain_id, seq) - or by event_id when the reference lacks a position."""
+        """Evidence events by (chain_id, seq), narrowed by their event time when the reference
+        carries it (segments are time-ordered, so the time prunes files); else by event_id."""
         refs = refs[:limit]
-        by_pos = [
-            (r["chain_id"], int(r["seq"])) for r in refs if r.get("chain_id") is not None and r.get("seq") is not None
-        ]
-        ids = [r["event_id"] for r in refs if r.get("event_id") and (r.get("chain_id") is None or r.get("seq") is None)]
         out: list[dict] = []
-        chains: dict[str, list[int]] = {}
-        for c, s in by_pos:
-            chains.setdefault(c, []).append(s)
-        for chain, seqs in chains.items():
-            out += self.rows(
-                f"select {TIMELINE_COLUMNS} from events where chain_id = ? and seq between ? and ? "
-                f"and seq in ({', '.join('?' * len(seqs))}) order by ts, seq",
-                [chain, min(seqs), max(seqs), *seqs],
-                limit=limit,
-            )
+        chains: dict[str, list[dict]] = {}
+        ids = []
+        for r in refs:
+            if r.get("chain_id") is not None and r.get("seq") is not None:
+                chains.setdefault(r["chain_id"], []).append(r)
+            elif r.get("event_id"):
+                ids.append(r["event_id"])
+        for chain, rs in chains.items():
+            seqs = [int(r["seq"]) for r in rs]
+            cond, params = [f"chain_id = ? and seq in ({', '.join('?' * len(seqs))})"], [chain, *seqs]
+            times = [t for r in rs if (t := to_dt(r.get("ts"))) is not None]
+            if len(times) == len(rs):
+                cond.append("ts between ? and ?")
+                params += [min(times) - timedelta(seconds=1), max(times) + timedelta(seconds=1)]
+            out += self.rows(f"select {TIMELINE_COLUMNS} from events where {' and '.join(cond)} order by ts, seq",
+                             params, limit=limit)
         if ids:
-            out += self.rows(
-                f"select {TIMELINE_COLUMNS} from events where event_id in ({', '.join('?' * len(ids))}) order by ts",
-                ids,
-                limit=limit,
-            )
+            out += self.rows(f"select {TIMELINE_COLUMNS} from events where event_id in ({', '.join('?' * len(ids))}) "
+                             "order by ts", ids, limit=limit)
         out.sort(key=lambda r: (to_dt(r["ts"]), r["chain_id"], r["seq"]))
         return out
 
     # ------------------------------------------------------------------ timeline
-    def timeline(self, tr: TimeRange, session: str | None, principal: str | None, limit: int) -> list[dict]:
+    @staticmethod
+    def _who(session: str | None, principal: str | None) -> tuple[list[str], list[Any]]:
         cond, params = [], []
         if session:
             cond.append("session = ?")
@@ -298,79 +340,55 @@ class DashboardData:
         if principal:
             cond.append("principal = ?")
             params.append(principal)
+        return cond, params
+
+    def timeline(self, tr: TimeRange, session: str | None, principal: str | None, limit: int) -> list[dict]:
+        cond, params = self._who(session, principal)
         if not cond:
             return []
-        return self.rows(
-            f"select {TIMELINE_COLUMNS} from events where {' and '.join(cond)} and ts >= ? and ts <= ? "
-            "order by ts, chain_id, seq limit ?",
-            [*params, tr.start, tr.end, limit + 1],
-            limit=limit + 1,
-        )
+        return self.rows(f"select {TIMELINE_COLUMNS} from events where {' and '.join(cond)} and ts >= ? and ts <= ? "
+                         "order by ts, chain_id, seq limit ?", [*params, tr.start, tr.end, limit + 1], limit=limit + 1)
 
     def session_bounds(self, session: str) -> dict | None:
-        return self.one(
-            "select min(ts) as first, max(ts) as last, count(*) as n, any_value(principal) as principal "
-            "from events where session = ?",
-            [session],
-        )
+        return self.one("select min(ts) as first, max(ts) as last, count(*) as n, any_value(principal) as principal "
+                        "from events where session = ?", [session])
 
     def recent_sessions(self, tr: TimeRange, principal: str | None = None, limit: int = 50) -> list[dict]:
-        cond, params = ["ts >= ? and ts <= ?"], [tr.start, tr.end]
-        if principal:
-            cond.insert(0, "principal = ?")
-            params.insert(0, principal)
-        return self.rows(
-            f"select session, any_value(principal) as principal, count(*) as n, max(ts) as last from events "
-            f"where {' and '.join(cond)} group by session order by last desc limit ?",
-            [*params, limit],
-            limit=limit,
-        )
+        cond, params = self._who(None, principal)
+        cond.append("ts >= ? and ts <= ?")
+        params += [tr.start, tr.end]
+        return self.rows(f"select session, any_value(principal) as principal, count(*) as n, max(ts) as last "
+                         f"from events where {' and '.join(cond)} group by session order by last desc limit ?",
+                         [*params, limit], limit=limit)
 
     def event(self, chain_id: str, seq: int, ts: Any = None) -> dict | None:
-        extra, params = "", [chain_id, int(seq)]
-        if ts is not None and to_dt(ts) is not None:
-            t = to_dt(ts)
-            extra = " and ts between ? and ?"
-            params += [t - timedelta(seconds=1), t + timedelta(seconds=1)]
-        row = self.one(f"select * from events where chain_id = ? and seq = ?{extra}", params)
-        if row is None and extra:
-            row = self.one("select * from events where chain_id = ? and seq = ?", params[:2])
-        return row
+        t = to_dt(ts) if ts is not None else None
+        if t is not None:
+            row = self.one("select * from events where chain_id = ? and seq = ? and ts between ? and ?",
+                           [chain_id, int(seq), t - timedelta(seconds=1), t + timedelta(seconds=1)])
+            if row is not None:
+                return row
+        return self.one("select * from events where chain_id = ? and seq = ?", [chain_id, int(seq)])
 
     def events_for_export(self, tr: TimeRange, session: str | None, principal: str | None, limit: int) -> list[dict]:
-        cond, params = [], []
-        if session:
-            cond.append("session = ?")
-            params.append(session)
-        if principal:
-            cond.append("principal = ?")
-            params.append(principal)
+        cond, params = self._who(session, principal)
         if not cond:
             return []
-        return self.rows(
-            f"select event_id, ts, chain_id, seq, prev_hash, hash, record from events where {' and '.join(cond)} "
-            "and ts >= ? and ts <= ? order by ts, chain_id, seq limit ?",
-            [*params, tr.start, tr.end, limit],
-            limit=limit,
-        )
+        return self.rows(f"select event_id, ts, chain_id, seq, prev_hash, hash, record from events "
+                         f"where {' and '.join(cond)} and ts >= ? and ts <= ? order by ts, chain_id, seq limit ?",
+                         [*params, tr.start, tr.end, limit], limit=limit)
 
     # ------------------------------------------------------------------ integrity
     def chain_stats(self) -> list[dict]:
-        return self.rows(
-            "select chain_id, count(*) as events, max(seq) + 1 as size, min(ts) as first_ts, "
-            "max(ts) as last_ts from events group by chain_id order by chain_id",
-            limit=1000,
-        )
+        return self.rows("select chain_id, count(*) as events, max(seq) + 1 as size, min(ts) as first_ts, "
+                         "max(ts) as last_ts from events group by chain_id order by chain_id", limit=1000)
 
     def checkpoints(self, limit: int = 50) -> list[dict]:
         return self.rows("select * from checkpoints order by time desc limit ?", [limit], limit=limit)
 
     def latest_checkpoints(self) -> list[dict]:
-        return self.rows(
-            "select * from checkpoints qualify row_number() over (partition by chain_id "
-            "order by size desc, time desc) = 1 order by chain_id",
-            limit=1000,
-        )
+        return self.rows("select * from checkpoints qualify row_number() over (partition by chain_id "
+                         "order by size desc, time desc) = 1 order by chain_id", limit=1000)
 
     def quarantine_summary(self, limit: int = 50) -> tuple[int, list[dict]]:
         """Total quarantined items and counts by (source, field, reason) of each item's first reason."""
@@ -382,24 +400,3 @@ class DashboardData:
             "coalesce(json_extract_string(reasons, '$[0].reason'), '?') as reason, count(*) as n, "
             "max(received_at) as last from quarantine group by all order by n desc limit ?", [limit], limit=limit)
         return int(total), rows
-
-    def columns(self, view: str) -> list[str]:
-        def probe() -> list[str]:
-            tbl = self.query.sql(f"select * from {view} limit 0", limit=1, timeout_s=self.settings.page_timeout_s)
-            return list(tbl.schema.names)
-
-        try:
-            return self.cached(("cols", view), 60.0, probe)
-        except Exception as exc:
-            raise DataError(_friendly(exc)) from exc
-
-    def principals(self, prefix: str = "", limit: int = 50) -> list[str]:
-        return [
-            r["principal"]
-            for r in self.rows(
-                "select principal, count(*) n from events where starts_with(lower(principal), ?) "
-                "and ts >= now() - interval 30 day group by 1 order by n desc limit ?",
-                [prefix.lower(), limit],
-                limit=limit,
-            )
-        ]

@@ -149,6 +149,7 @@ class AlertStore:
         self.owner = owner
         self.by_key: dict[str, _State] = {}
         self.by_id: dict[str, _State] = {}
+        self.archived: dict[str, _State] = {}
         self.dirty: dict[str, str] = {}  # alert_id -> change kind
         self.suppressions = suppressions or []
         self.unattached_suppressed: dict[str, int] = {}
@@ -365,7 +366,11 @@ class AlertStore:
     def alerts(self) -> list[Alert]:
         """Every alert held in memory (all of them for a memory store), oldest first."""
         now = _now()
-        return [self._snapshot(s, now) for s in sorted(self.by_id.values(), key=lambda s: (s.first_seen, s.alert_id))]
+        states = list(self.archived.values()) + list(self.by_id.values())
+        return [self._snapshot(s, now) for s in sorted(states, key=lambda s: (s.first_seen, s.alert_id))]
+
+    def __len__(self) -> int:
+        return len(self.by_id) + len(self.archived)
 
     # -- bounded state ---------------------------------------------------------------------------
     def evict(self, watermark: float, horizon: float = 7 * 86400.0) -> int:
@@ -376,10 +381,13 @@ class AlertStore:
             s = self.by_id.pop(aid)
             if self.by_key.get(s.dedup) is s:
                 del self.by_key[s.dedup]
+            if self.dir is None:  # a memory store is the only copy: keep it for alerts()
+                self.archived[aid] = s
         return len(drop)
 
     def state(self) -> dict[str, Any]:
-        return {"alerts": [s.to_dict() for s in self.by_id.values()], "unattached_suppressed": self.unattached_suppressed,
+        return {"alerts": [s.to_dict() for s in self.by_id.values()],
+                "archived": [s.to_dict() for s in self.archived.values()], "unattached_suppressed": self.unattached_suppressed,
                 "status_offset": self._status_offset}
 
     def load(self, st: dict[str, Any]) -> None:
@@ -391,6 +399,7 @@ class AlertStore:
             cur = self.by_key.get(s.dedup)
             if cur is None or (s.first_seen, s.alert_id) > (cur.first_seen, cur.alert_id):
                 self.by_key[s.dedup] = s
+        self.archived = {d["alert_id"]: _State.from_dict(d) for d in st.get("archived", [])}
         self.unattached_suppressed = dict(st.get("unattached_suppressed", {}))
         self._status_offset = int(st.get("status_offset", 0))
 
@@ -456,8 +465,8 @@ FROM (
 ) s
 LEFT JOIN (
   SELECT alert_id,
-    arg_max(status, at) AS last_status, max(at) AS last_at, arg_max(who, at) AS last_who, arg_max(note, at) AS last_note,
-    to_json(list(struct_pack(status := status, who := who, at := at, note := note) ORDER BY at)) AS history
+    arg_max(status, "at") AS last_status, max("at") AS last_at, arg_max(who, "at") AS last_who, arg_max(note, "at") AS last_note,
+    to_json(list(struct_pack(status := status, who := who, "at" := "at", note := note) ORDER BY "at")) AS history
   FROM ({status_src}) WHERE alert_id IS NOT NULL AND status IN ('open', 'acknowledged', 'resolved')
   GROUP BY alert_id
 ) st ON st.alert_id = s.alert_id"""

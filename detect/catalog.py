@@ -46,7 +46,7 @@ def _glob_list(v: Any) -> list[str]:
 
 class ArgCap(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    arg: str = Field("*", description="argument path (dotted) or '*' for any string argument")
+    arg: str | list[str] = Field("*", description="argument path(s) (dotted), or '*' for any string argument")
     regex: str
     caps: list[str]
 
@@ -95,15 +95,31 @@ class CatalogFile(BaseModel):
     default_external: dict[str, bool] = Field(default_factory=dict, description="per destination type: unknown values count as external?")
 
 
+_IP_CACHE: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address | None] = {}
+_HOST_CACHE: dict[str, str | None] = {}
+
+
 def host_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The IP a host string denotes, including legacy forms (decimal, hex, octal IPv4)."""
+    try:
+        return _IP_CACHE[host]
+    except KeyError:
+        pass
+    ip = _host_ip(host)
+    if len(_IP_CACHE) > 50_000:
+        _IP_CACHE.clear()
+    _IP_CACHE[host] = ip
+    return ip
+
+
+def _host_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     h = host.strip("[]").lower()
-    if not h:
+    if not h or not (h[0].isdigit() or ":" in h):
         return None
     try:
         ip = ipaddress.ip_address(h)
     except ValueError:
-        if not re.fullmatch(r"[0-9a-fx.]+", h) or not h[0].isdigit():
+        if not re.fullmatch(r"[0-9a-fx.]+", h):
             return None
         try:
             ip = ipaddress.IPv4Address(socket.inet_aton(h))
@@ -116,11 +132,19 @@ def host_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def url_host(u: str) -> str | None:
     try:
+        return _HOST_CACHE[u]
+    except KeyError:
+        pass
+    try:
         parts = urlsplit(u.strip())
         host = parts.hostname
     except ValueError:
-        return None
-    return host.lower().rstrip(".") if host else None
+        host = None
+    out = host.lower().rstrip(".") if host else None
+    if len(_HOST_CACHE) > 50_000:
+        _HOST_CACHE.clear()
+    _HOST_CACHE[u] = out
+    return out
 
 
 _URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s\"'<>]+")
@@ -167,6 +191,15 @@ class ToolInfo:
     caps: frozenset[str]
     arg_caps: list[tuple[str, re.Pattern[str], frozenset[str]]] = field(default_factory=list)
     dest: DestSpec | None = None
+    arg_simple: dict[str, list[tuple[re.Pattern[str], frozenset[str]]]] = field(default_factory=dict)
+    arg_complex: list[tuple[str, re.Pattern[str], frozenset[str]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for path, rx, caps in self.arg_caps:
+            if path != "*" and "." not in path and "[" not in path:
+                self.arg_simple.setdefault(path, []).append((rx, caps))
+            else:
+                self.arg_complex.append((path, rx, caps))
 
 
 def arg_values(args: Any, path: str) -> list[Any]:
@@ -204,6 +237,10 @@ def arg_values(args: Any, path: str) -> list[Any]:
 
 
 def string_leaves(v: Any, out: list[str], limit: int = 2000) -> list[str]:
+    if type(v) is dict and not out:
+        vals = list(v.values())
+        if all(type(x) is str for x in vals):  # flat string arguments: the common case
+            return vals
     if isinstance(v, str):
         out.append(v)
     elif isinstance(v, dict):
@@ -268,7 +305,9 @@ class Catalog:
             if not any(fnmatch.fnmatchcase(t, g.lower()) for g in _glob_list(e.tool)):
                 continue
             caps.update(e.caps)
-            arg_caps.extend((a.arg, re.compile(a.regex), frozenset(a.caps)) for a in e.arg_caps)
+            for a in e.arg_caps:
+                for path in ([a.arg] if isinstance(a.arg, str) else a.arg):
+                    arg_caps.append((path, re.compile(a.regex), frozenset(a.caps)))
             if dest is None and e.dest is not None:
                 dest = e.dest
         ti = ToolInfo(key[0], tool, frozenset(caps), arg_caps, dest)
@@ -282,17 +321,29 @@ class Catalog:
         if not ti.arg_caps or not isinstance(args, dict):
             return ti.caps
         extra: set[str] = set()
+        simple = ti.arg_simple
+        for k, v in args.items():
+            rules = simple.get(k)
+            if rules is None:
+                continue
+            vals = (v,) if type(v) is str else (v if isinstance(v, list) else ())
+            for x in vals:
+                if type(x) is not str:
+                    continue
+                for rx, caps in rules:
+                    if not caps <= extra and rx.search(x):
+                        extra |= caps
         texts: list[str] | None = None
-        for path, rx, caps in ti.arg_caps:
+        for path, rx, caps in ti.arg_complex:
             if caps <= extra:
                 continue
             if path == "*":
                 if texts is None:
                     texts = string_leaves(args, [])
-                vals: list[Any] = texts
+                vals2: list[Any] = texts
             else:
-                vals = arg_values(args, path)
-            if any(isinstance(v, str) and rx.search(v) for v in vals):
+                vals2 = arg_values(args, path)
+            if any(isinstance(v, str) and rx.search(v) for v in vals2):
                 extra |= caps
         return ti.caps | extra if extra else ti.caps
 
@@ -321,6 +372,7 @@ class Catalog:
                 values.append(r.strip().lstrip("#").lower())
             else:
                 values.append(r.strip().lower())
+        values = list(dict.fromkeys(values))
         ext = [v for v in values if self.is_external(spec.type, v)]
         return DestInfo(spec.type, values, ext, [v for v in values if v not in ext])
 
@@ -358,5 +410,8 @@ def extract_urls(texts: list[str]) -> list[str]:
     out: list[str] = []
     for t in texts:
         if "://" in t:
-            out.extend(m.group(0) for m in _URL_RE.finditer(t))
+            if t.startswith(("http://", "https://")) and " " not in t and '"' not in t and "'" not in t:
+                out.append(t)
+            else:
+                out.extend(m.group(0) for m in _URL_RE.finditer(t))
     return out

@@ -49,7 +49,7 @@ DERIVED_FIELDS = ("cap", "args_text", "dest.type", "dest.values", "dest.external
                   "dest.internal_values", "url.host", "redacted", "redaction_types", "hour", "scopes_granted",
                   "origin", "reasons.field", "reasons.reason", "raw")
 PREFIX_FIELDS = ("args.", "labels.", "redactions.")
-STATIC_FIELDS = frozenset({"server", "tool", "decision", "result", "cap"})
+STATIC_FIELDS = frozenset({"server", "tool", "decision", "result", "cap", "redacted"})
 OPS = ("eq", "ne", "in", "not_in", "glob", "regex", "cidr", "contains", "startswith", "gt", "gte", "lt", "lte",
        "exists", "ref", "contains_ref")
 
@@ -85,11 +85,7 @@ class Ctx:
 
     def hosts(self) -> list[str]:
         if self._hosts is None:
-            hs = [h for h in (url_host(u) for u in extract_urls(self.texts())) if h]
-            d = self.dest()
-            if d is not None and d.type == "url":
-                hs.extend(v for v in d.values if v not in hs)
-            self._hosts = hs
+            self._hosts = [h for h in (url_host(u) for u in extract_urls(self.texts())) if h]
         return self._hosts
 
 
@@ -180,7 +176,8 @@ def _op_pred(op: str, arg: Any, where: str) -> tuple[Pred, list[str]]:
         return (lambda v, e: not any(_norm_text(x) in s for x in _values(v))), []
     if op == "glob":
         pats = [p.lower() for p in (arg if isinstance(arg, list) else [arg])]
-        return (lambda v, e: any(fnmatch.fnmatchcase(_norm_text(x).lower(), p) for x in _values(v) for p in pats)), []
+        rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in pats))
+        return (lambda v, e: any(rx.match(_norm_text(x).lower()) for x in _values(v))), []
     if op == "regex":
         try:
             rxs = [re.compile(p) for p in (arg if isinstance(arg, list) else [arg])]
@@ -329,6 +326,45 @@ class Not(Node):
 TRUE = All([])
 
 
+def residual(node: Node, c: Ctx) -> Node:
+    """`node` with every statically decided part folded away (c: the dispatch key's context).
+    Only call when node.tri(c) is None."""
+    if isinstance(node, Leaf):
+        return node
+    if isinstance(node, All):
+        kids = []
+        for k in node.kids:
+            t = k.tri(c)
+            if t is True:
+                continue
+            kids.append(residual(k, c) if t is None else k)
+        return kids[0] if len(kids) == 1 else All(kids)
+    if isinstance(node, AnyOf):
+        kids = [residual(k, c) for k in node.kids if k.tri(c) is None]
+        return kids[0] if len(kids) == 1 else AnyOf(kids)
+    if isinstance(node, Not):
+        return Not(residual(node.kid, c))
+    return node
+
+
+def _fast_test(key: str, m: Any) -> Callable[..., bool] | None:
+    """Specialised tests for the hot, simple cases on scalar event fields."""
+    if key not in EVENT_FIELDS:
+        if key == "redacted" and isinstance(m, bool):
+            return (lambda c, env=None: bool(c.rec.get("redactions"))) if m else (lambda c, env=None: not c.rec.get("redactions"))
+        return None
+    if isinstance(m, str):
+        return lambda c, env=None: c.rec.get(key) == m
+    if isinstance(m, list) and all(isinstance(x, str) for x in m):
+        ms = frozenset(m)
+        return lambda c, env=None: c.rec.get(key) in ms
+    if isinstance(m, dict) and list(m) == ["exists"] and isinstance(m["exists"], bool):
+        if m["exists"]:
+            return lambda c, env=None: c.rec.get(key) not in (None, "")
+        return lambda c, env=None: c.rec.get(key) in (None, "")
+    return None
+
+
 def compile_condition(spec: Any, where: str = "where") -> Node:
     """Compile a condition mapping. Raises ConditionError naming the offending path."""
     if spec is None:
@@ -372,7 +408,11 @@ def compile_condition(spec: Any, where: str = "where") -> Node:
             else:
                 p, _ = _op_pred("eq", m, path)
                 preds.append(p)
-            kids.append(Leaf(key, getter(key), preds, refs))
+            leaf = Leaf(key, getter(key), preds, refs)
+            fast = _fast_test(key, m)
+            if fast is not None:
+                leaf.test = fast  # type: ignore[method-assign]
+            kids.append(leaf)
     return kids[0] if len(kids) == 1 else All(kids)
 
 

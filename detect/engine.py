@@ -27,8 +27,8 @@ import orjson
 
 from detect.alerts import AlertChange, AlertStore, Match, Suppression
 from detect.catalog import Catalog, ToolInfo
-from detect.conditions import Ctx, Node
-from detect.executors import Executor, make_executor
+from detect.conditions import Ctx, Node, residual
+from detect.executors import Executor, NewTermExec, key_fn, make_executor
 from detect.rules import Rule, load_rules
 from detect.stats import StatDetector, StatsSettings, default_detectors
 from detect.timeutil import parse_duration, ts_epoch
@@ -58,6 +58,13 @@ class DetectionEngine:
         self.q_watermark = float("-inf")
         self._next_sweep = float("-inf")
         self.progress: dict[str, int] = {}
+        # first-seen registries of new_term history groups, shared by rules with the same history_by
+        self.registries: dict[tuple[str, ...], dict[tuple[Any, ...], float]] = {}
+        for ex in self.execs:
+            if isinstance(ex, NewTermExec) and ex.learning > 0:
+                ex.registry = self.registries.setdefault(tuple(ex.history_by), {})
+        self._reg_fns = [(key_fn(list(k)), reg) for k, reg in self.registries.items()]
+        self._max_registry = 1_000_000
         self.stats = {"events": 0, "skipped_replayed": 0, "quarantine": 0, "matches": 0, "bad_records": 0}
 
     # -- construction ---------------------------------------------------------------------------
@@ -88,18 +95,20 @@ class DetectionEngine:
             self.on_match(m, aid)
 
     def _build_dispatch(self, key: tuple[Any, ...], ti: ToolInfo) -> Dispatch:
-        sc = Ctx({"server": key[0], "tool": key[1], "decision": key[2], "result": key[3]}, 0.0, ti, key[4], None)
+        srec = {"server": key[0], "tool": key[1], "decision": key[2], "result": key[3], "redactions": None if key[5] else {"?": 1}}
+        sc = Ctx(srec, 0.0, ti, key[4], None)
         out: Dispatch = []
         for ex in self.execs:
             steps = []
             for idx, node in ex.dispatch_steps():
                 t = node.tri(sc)
                 if t is False:
-                    if ex.observe_all:
-                        steps.append((idx, node, None))
                     continue
+                if t is None:
+                    node = residual(node, sc)
                 steps.append((idx, node, t is None))
             if steps:
+                steps.sort(key=lambda x: -x[0])
                 out.append((ex, steps))
         if len(self._dispatch) > 500_000:
             self._dispatch.clear()
@@ -122,6 +131,7 @@ class DetectionEngine:
         dispatch = self._dispatch
         progress = self.progress
         dets = self.detectors
+        reg_fns = self._reg_fns
         n = 0
         for rec in records:
             cid = rec.get("chain_id")
@@ -153,14 +163,19 @@ class DetectionEngine:
                     tinfo.clear()
             ti, tkey = tinf
             caps = cat.caps_for(ti, rec.get("args")) if ti.arg_caps else ti.caps
-            key = (server, tool, rec.get("decision"), rec.get("result"), caps)
+            key = (server, tool, rec.get("decision"), rec.get("result"), caps, not rec.get("redactions"))
             cands = dispatch.get(key)
             if cands is None:
                 cands = self._build_dispatch(key, ti)
-            if cands:
-                ctx = Ctx(rec, ts, ti, caps, cat)
-                for ex, steps in cands:
-                    ex.on_event(ctx, steps, emit)
+            ctx = Ctx(rec, ts, ti, caps, cat)
+            for kf, reg in reg_fns:
+                gk = kf(ctx)
+                if gk not in reg:
+                    reg[gk] = ts
+                    if len(reg) > self._max_registry:
+                        del reg[next(iter(reg))]
+            for ex, steps in cands:
+                ex.on_event(ctx, steps, emit)
             for d in dets:
                 d.on_event(rec, ts, tkey, caps, emit)
         self.stats["events"] += n
@@ -213,6 +228,7 @@ class DetectionEngine:
             "q_watermark": self.q_watermark if self.q_watermark != float("-inf") else None,
             "next_sweep": self._next_sweep if self._next_sweep != float("-inf") else None,
             "progress": self.progress,
+            "registries": [[list(k), [[list(g), t] for g, t in reg.items()]] for k, reg in self.registries.items()],
             "executors": {self._fingerprint(ex): ex.state() for ex in self.execs + self.q_execs},
             "detectors": {d.name: d.state() for d in self.detectors},
             "store": self.store.state(),
@@ -226,6 +242,11 @@ class DetectionEngine:
         self.q_watermark = st["q_watermark"] if st.get("q_watermark") is not None else float("-inf")
         self._next_sweep = st["next_sweep"] if st.get("next_sweep") is not None else float("-inf")
         self.progress = {k: int(v) for k, v in st.get("progress", {}).items()}
+        for k, items in st.get("registries", []):
+            reg = self.registries.get(tuple(k))
+            if reg is not None:
+                reg.clear()
+                reg.update({tuple(g): t for g, t in items})
         ex_state = st.get("executors", {})
         for ex in self.execs + self.q_execs:
             fp = self._fingerprint(ex)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from detect.alerts import Match, RuleMeta
-from detect.conditions import Ctx, Node
+from detect.conditions import EVENT_FIELDS, Ctx, Node, getter
 from detect.rules import Rule
 from detect.timeutil import parse_duration
 
@@ -24,6 +24,8 @@ def slim(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def first_str(v: Any) -> str | None:
+    if type(v) is str:
+        return v
     if v is None:
         return None
     if isinstance(v, list | tuple):
@@ -33,6 +35,20 @@ def first_str(v: Any) -> str | None:
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
+
+
+_PLAIN = frozenset(EVENT_FIELDS) | {"origin"}
+
+
+def key_fn(fields: list[str]) -> Callable[[Ctx], tuple[Any, ...]]:
+    """ctx -> tuple of the fields' values (first value, as text). Plain event fields compile
+    to direct dict lookups (hot path)."""
+    if all(f in _PLAIN and f.isidentifier() for f in fields):
+        body = ", ".join(f"_g({f!r})" for f in fields)
+        src = f"lambda c: (lambda _g: ({body}{',' if len(fields) == 1 else ''}))(c.rec.get)"
+        return eval(src, {"_f": first_str})  # noqa: S307 - field names are validated identifiers
+    gs = [getter(f) for f in fields]
+    return lambda c: tuple(first_str(g(c)) for g in gs)
 
 
 def jsonable(v: Any) -> Any:
@@ -83,13 +99,11 @@ class Executor:
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.meta = meta_of(rule)
+        self.group = key_fn(rule.spec.group_by)
 
     # step list for dispatch: (step index, node)
     def dispatch_steps(self) -> list[tuple[int, Node]]:
         return [(0, self.rule.where)]
-
-    def group(self, ctx: Ctx) -> tuple[str | None, ...]:
-        return tuple(first_str(g(ctx)) for g in self.rule.group_getters)
 
     def dedup(self, ctx: Ctx) -> str:
         parts = [self.rule.id]
@@ -134,7 +148,6 @@ class ThresholdExec(Executor):
         self.window = parse_duration(t.window)
         self.gte = t.gte
         self.distinct = t.distinct
-        from detect.conditions import getter
         self.dget = getter(t.distinct) if t.distinct else None
         self.groups: dict[tuple[str | None, ...], Any] = {}
         self.last: dict[tuple[str | None, ...], float] = {}
@@ -170,11 +183,10 @@ class ThresholdExec(Executor):
             return
         dq = self.groups.get(g)
         if dq is None:
-            dq = self.groups[g] = deque()
+            dq = self.groups[g] = deque(maxlen=self.gte)
         dq.append((ts, ctx.rec))
-        while dq and dq[0][0] <= lo:
-            dq.popleft()
-        if len(dq) >= self.gte:
+        # >= gte events in (ts - window, ts]  <=>  the gte-th most recent one is inside the window
+        if len(dq) == self.gte and dq[0][0] > lo:
             recs = [r for _, r in dq]
             c = self.context(ctx)
             c.update({"count": len(dq), "window_s": self.window})
@@ -203,7 +215,7 @@ class ThresholdExec(Executor):
             if self.dget is not None:
                 self.groups[key] = {k: (t, r) for k, t, r in items}
             else:
-                self.groups[key] = deque((t, r) for _, t, r in items)
+                self.groups[key] = deque(((t, r) for _, t, r in items), maxlen=self.gte)
 
 
 class _Partial:
@@ -220,7 +232,6 @@ class _Partial:
 class SequenceExec(Executor):
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
-        from detect.conditions import getter
         self.maxspan = parse_duration(rule.spec.maxspan or "0s")
         self.steps = rule.steps
         n = len(self.steps)
@@ -259,7 +270,7 @@ class SequenceExec(Executor):
         lo = ts - self.maxspan
         if partials and partials[0].t_start < lo:
             partials[:] = [p for p in partials if p.t_start >= lo]
-        for pos, node, dyn in sorted(steps, key=lambda x: -x[0]):
+        for pos, node, dyn in steps:  # dispatch lists steps from last to first
             spec = self.steps[pos][0]
             if spec.absent:
                 if not dyn or node.test(ctx):
@@ -288,7 +299,17 @@ class SequenceExec(Executor):
             else:
                 if dyn and not node.test(ctx):
                     continue
-                if any(absent_last.get(a, float("-inf")) >= ts - self.within[a] for a in self.absent_before[pos]):
+                if absent_last and any(absent_last.get(a, float("-inf")) >= ts - self.within[a] for a in self.absent_before[pos]):
+                    continue
+                nxt0 = self.next_real[pos]
+                if not self.has_refs and nxt0 is not None:
+                    for q in partials:  # hot path: keep only the newest start per stage
+                        if q.next == nxt0:
+                            q.t_start = q.t_last = ts
+                            q.recs = [ctx.rec]
+                            break
+                    else:
+                        self._add(partials, _Partial(nxt0, ts, ts, [ctx.rec], {}))
                     continue
                 env = {name: jsonable(gt(ctx)) for name, gt in self.captures[pos]}
                 p = _Partial(self.next_real[pos] if self.next_real[pos] is not None else -1, ts, ts, [ctx.rec], env)
@@ -300,11 +321,10 @@ class SequenceExec(Executor):
             absent_last[a] = ts
 
     def _add(self, partials: list[_Partial], p: _Partial) -> None:
-        if not self.has_refs:
-            for i, q in enumerate(partials):
-                if q.next == p.next:
-                    partials[i] = p if p.t_start >= q.t_start else q
-                    return
+        for i, q in enumerate(partials):  # one partial per stage and captured values: keep the newest
+            if q.next == p.next and (not self.has_refs or q.env == p.env):
+                partials[i] = p if p.t_start >= q.t_start else q
+                return
         partials.append(p)
         if len(partials) > MAX_PARTIALS:
             del partials[0]
@@ -336,12 +356,12 @@ class SequenceExec(Executor):
 class NewTermExec(Executor):
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
-        from detect.conditions import getter
         nt = rule.spec.new_term
         assert nt is not None
         self.fields = nt.fields
-        self.getters = [getter(f) for f in nt.fields]
+        self.tkey = key_fn(nt.fields)
         self.h = len(nt.history_by)
+        self.history_by = list(nt.history_by)
         self.learning = parse_duration(nt.learning)
         self.require_history = nt.require_history
         self.max_terms = nt.max_terms
@@ -349,39 +369,30 @@ class NewTermExec(Executor):
         self.peer_min = nt.unless_min_groups
         self.peers: dict[tuple[str, ...], int] = {}
         self.seen: dict[tuple[str, ...], float] = {}
-        self.group_first: dict[tuple[str, ...], list[float]] = {}  # group -> [first ts, n terms]
-
-    observe_all = True  # the learning period of a group starts at its first event, matching or not
-
-    def _group(self, ctx: Ctx) -> list[Any] | None:
-        grp = tuple(first_str(g(ctx)) or "" for g in self.getters[: self.h])
-        gf = self.group_first.get(grp)
-        if gf is None:
-            gf = self.group_first[grp] = [ctx.ts, 0]
-            if len(self.group_first) > self.max_terms:
-                del self.group_first[next(iter(self.group_first))]
-        return gf
+        self.group_terms: dict[tuple[str, ...], int] = {}
+        # first-seen times of history groups over *all* events; the engine keeps it (shared by
+        # rules with the same history_by) so a group's learning period starts at its first event
+        self.registry: dict[tuple[Any, ...], float] = {}
 
     def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool | None]], emit: Emit) -> None:
         _, node, dyn = steps[0]
-        gf = self._group(ctx)
-        if dyn is None or (dyn and not node.test(ctx)):
-            return
-        vals = []
-        for g in self.getters:
-            v = first_str(g(ctx))
-            if not v:
-                return
-            vals.append(v)
-        term = tuple(vals)
+        term = self.tkey(ctx)
         if term in self.seen:
+            return
+        if dyn and not node.test(ctx):
+            return
+        if not all(term):
             return
         ts = ctx.ts
         self.seen[term] = ts
         if len(self.seen) > self.max_terms:
             del self.seen[next(iter(self.seen))]
-        had = gf[1]
-        gf[1] += 1
+        grp = term[: self.h]
+        had = self.group_terms.get(grp, 0)
+        self.group_terms[grp] = had + 1
+        if len(self.group_terms) > self.max_terms:
+            del self.group_terms[next(iter(self.group_terms))]
+        first = self.registry.get(grp, ts)
         peers = 0
         if self.peer_idx:
             proj = tuple(term[i] for i in self.peer_idx)
@@ -389,28 +400,28 @@ class NewTermExec(Executor):
             self.peers[proj] = peers + 1
             if len(self.peers) > self.max_terms:
                 del self.peers[next(iter(self.peers))]
-        if ts - gf[0] < self.learning:
+        if ts - first < self.learning:
             return
         if self.peer_idx and peers >= self.peer_min:
             return
         if self.require_history and had == 0:
             return
         c = self.context(ctx)
-        c["new_term"] = dict(zip(self.fields, vals, strict=True))
-        c["history_since"] = gf[0]
+        c["new_term"] = dict(zip(self.fields, term, strict=True))
+        c["history_since"] = first
         if self.peer_idx:
             c["peer_groups_with_value"] = peers
         emit(Match(self.meta, ts, self.dedup(ctx), [ctx.rec], c))
 
     def state(self) -> Any:
         return {"seen": [[list(k), v] for k, v in self.seen.items()],
-                "groups": [[list(k), v] for k, v in self.group_first.items()],
+                "groups": [[list(k), v] for k, v in self.group_terms.items()],
                 "peers": [[list(k), v] for k, v in self.peers.items()]}
 
     def load(self, st: Any) -> None:
         st = st or {}
         self.seen = {tuple(k): v for k, v in st.get("seen", [])}
-        self.group_first = {tuple(k): v for k, v in st.get("groups", [])}
+        self.group_terms = {tuple(k): v for k, v in st.get("groups", [])}
         self.peers = {tuple(k): v for k, v in st.get("peers", [])}
 
 

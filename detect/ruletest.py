@@ -88,7 +88,7 @@ def run_rule_tests(rules: list[Rule], catalog_files: list[Any] | None = None) ->
                     eng.process(expand(t.events))
                 if t.quarantine:
                     eng.process_quarantine(expand(t.quarantine, quarantine=True))
-                got = len(eng.store.by_id)
+                got = len(eng.store)
                 results.append(TestResult(rule.id, t.name, t.alerts, got))
             except Exception as exc:  # a broken test is a failed test, with the reason
                 results.append(TestResult(rule.id, t.name, t.alerts, -1, f"{type(exc).__name__}: {exc}"))

@@ -7,8 +7,9 @@ import binascii
 import os
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class StatsTuning(BaseModel):
@@ -25,7 +26,7 @@ class StatsTuning(BaseModel):
     deny_alpha: float = Field(1e-6, gt=0, lt=1, description="Binomial test significance level.")
     deny_min_k: int = Field(4, ge=1)
     deny_min_baseline: int = Field(200, ge=1, description="Calls of history before deny-ratio alerts.")
-    seq_min_total: int = Field(20_000, ge=1, description="Transitions learned before rare-sequence alerts.")
+    seq_min_total: int = Field(10_000, ge=1, description="Transitions learned before rare-sequence alerts.")
     seq_min_from: int = Field(200, ge=1)
     seq_p_rare: float = Field(0.001, gt=0, lt=1)
     seq_window: int = Field(10, ge=2)
@@ -118,6 +119,16 @@ class WebhookDestination(BaseModel):
             raise ValueError("use 1-64 of [A-Za-z0-9_.-]")
         return v
 
+    @model_validator(mode="after")
+    def _check_url(self) -> WebhookDestination:
+        if self.url is not None:
+            check_url(self.url, self.allow_http)
+        if self.url is None and self.url_env is None and self.kind != "pagerduty":
+            raise ValueError(f"webhook {self.name!r}: give url or url_env")
+        if self.kind == "pagerduty" and self.routing_key is None and self.routing_key_env is None:
+            raise ValueError(f"webhook {self.name!r}: PagerDuty needs routing_key or routing_key_env")
+        return self
+
     @field_validator("secrets")
     @classmethod
     def _check_secrets(cls, v: list[SecretStr]) -> list[SecretStr]:
@@ -150,6 +161,19 @@ class WebhookDestination(BaseModel):
         return env.get(self.routing_key_env) if self.routing_key_env else None
 
 
+def check_url(url: str, allow_http: bool = False) -> str:
+    """ValueError unless `url` is an absolute https (or, when allowed, http) URL with a host.
+    The message never repeats the URL (it may carry a token)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("webhook url must be an absolute http(s) URL with a host")
+    if parts.scheme == "http" and not allow_http:
+        raise ValueError("webhook url must use https (set allow_http = true for a plain-http receiver)")
+    if parts.username or parts.password:
+        raise ValueError("webhook url must not carry user:password (use headers)")
+    return url
+
+
 def check_whsec(secret: str) -> bytes:
     """The key bytes of a Standard Webhooks secret 'whsec_<base64>' (ValueError if malformed)."""
     if not secret.startswith("whsec_"):
@@ -167,7 +191,8 @@ class AlertingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dashboard_url: str = Field("http://127.0.0.1:8050", description="Base URL of the dashboard for links in alerts.")
-    webhooks: list[WebhookDestination] = Field(default_factory=list, description="Alert destinations (see docs/readme/alerting.md).")
+    webhooks: list[WebhookDestination] = Field(default_factory=list,
+                                               description="Alert destinations (see docs/readme/alerting.md).")
     retention_days: float = Field(30.0, gt=0, description="Delivered / dead outbox messages are kept this long.")
     delivery_workers: int = Field(4, ge=1, le=32, description="Parallel deliveries (at most one per destination).")
 

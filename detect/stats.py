@@ -41,7 +41,7 @@ class StatsSettings:
     deny_alpha: float = 1e-6
     deny_min_k: int = 4
     deny_min_baseline: int = 200
-    seq_min_total: int = 20_000
+    seq_min_total: int = 10_000
     seq_min_from: int = 200
     seq_p_rare: float = 0.001
     seq_window: int = 10

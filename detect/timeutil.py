@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 
 _HOUR_CACHE: dict[str, float] = {}
+_SEC_CACHE: dict[str, float] = {}
 _DUR_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DUR_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
 
@@ -13,13 +14,19 @@ _DUR_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 6
 def ts_epoch(ts: str) -> float:
     """Epoch seconds of a stored `ts` string (fast path for the canonical form)."""
     if len(ts) == 27 and ts[26] == "Z":
-        base = _HOUR_CACHE.get(ts[:13])
+        base = _SEC_CACHE.get(ts[:19])
         if base is None:
-            base = datetime.fromisoformat(ts[:13] + ":00:00+00:00").timestamp()
-            if len(_HOUR_CACHE) > 100_000:
-                _HOUR_CACHE.clear()
-            _HOUR_CACHE[ts[:13]] = base
-        return base + int(ts[14:16]) * 60 + int(ts[17:19]) + int(ts[20:26]) * 1e-6
+            hour = _HOUR_CACHE.get(ts[:13])
+            if hour is None:
+                hour = datetime.fromisoformat(ts[:13] + ":00:00+00:00").timestamp()
+                if len(_HOUR_CACHE) > 100_000:
+                    _HOUR_CACHE.clear()
+                _HOUR_CACHE[ts[:13]] = hour
+            base = hour + int(ts[14:16]) * 60 + int(ts[17:19])
+            if len(_SEC_CACHE) > 200_000:
+                _SEC_CACHE.clear()
+            _SEC_CACHE[ts[:19]] = base
+        return base + int(ts[20:26]) * 1e-6
     dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)

@@ -34,6 +34,7 @@ soon as they are delivered, and nothing from an event is ever logged. See docs/r
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -119,6 +120,7 @@ class Spool:
         self._mu = threading.Lock()
         self._closed = False
         self._dirty = False
+        self._torn = False
         self._to_close: list[int] = []  # rotated segment fds, fsynced+closed by `sync`
         self.cursor = self._load_cursor()
         segs = self.segments()
@@ -153,8 +155,18 @@ class Spool:
                 return False
             if self._bytes_before_active + self._size - self.cursor.offset > self.max_bytes:
                 return False
-            os.write(self._fd, data)
-            self._size += len(data)
+            if self._torn:
+                data = b"\n" + data  # end the fragment a failed write left behind
+            view = memoryview(data)
+            try:
+                while view:
+                    n = os.write(self._fd, view)
+                    self._size += n
+                    view = view[n:]
+            except OSError:
+                self._torn = True  # disk full, I/O error: the caller counts the event as dropped
+                raise
+            self._torn = False
             self._dirty = True
             if self._size >= self.segment_bytes:
                 self._rotate_locked()
@@ -870,10 +882,16 @@ def emitter_from_env(name: str = "default", **kw: Any) -> Emitter:
     """For server middleware: TOOLTRAIL_COLLECTOR_URL + TOOLTRAIL_COLLECTOR_TOKEN (HTTP), or
     TOOLTRAIL_KAFKA_BOOTSTRAP (+ TOOLTRAIL_KAFKA_TOPIC); TOOLTRAIL_SPOOL_DIR for the spool
     (``none`` for an in-memory buffer)."""
+    if not (os.environ.get("TOOLTRAIL_COLLECTOR_URL") or os.environ.get("TOOLTRAIL_KAFKA_BOOTSTRAP")
+            or kw.get("config") is not None):
+        raise ValueError("ToolTrail destination not configured: set TOOLTRAIL_COLLECTOR_URL and "
+                         "TOOLTRAIL_COLLECTOR_TOKEN (HTTP collector) or TOOLTRAIL_KAFKA_BOOTSTRAP, or pass an emitter")
     spool_env = os.environ.get("TOOLTRAIL_SPOOL_DIR")
     spool: Any = kw.pop("spool_dir", None if (spool_env or "").lower() == "none" else True)
-    return open_emitter(name=name, url=os.environ.get("TOOLTRAIL_COLLECTOR_URL"),
+    em = open_emitter(name=name, url=os.environ.get("TOOLTRAIL_COLLECTOR_URL"),
                         token=os.environ.get("TOOLTRAIL_COLLECTOR_TOKEN"),
                         kafka_bootstrap=os.environ.get("TOOLTRAIL_KAFKA_BOOTSTRAP"),
                         kafka_topic=os.environ.get("TOOLTRAIL_KAFKA_TOPIC"),
                         spool_dir=spool, **kw)
+    atexit.register(em.close, 2.0)  # a server that exits normally delivers what it can first
+    return em

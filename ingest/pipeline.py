@@ -104,6 +104,7 @@ class Ingestor:
         self.quarantine = Quarantine(self.layout, self.chain_id)
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
+        self._q_listeners: list[Listener] = []
         self._lock_fd: int | None = None
         self._closed = False
         self.counters: Counter[tuple[str, str]] = Counter()  # (source, outcome) -> events
@@ -198,7 +199,12 @@ class Ingestor:
         return len(self._rows)
 
     def add_listener(self, fn: Listener) -> None:
+        """fn(records) after they are durable, in seq order, on the dispatch thread."""
         self._listeners.append(fn)
+
+    def add_quarantine_listener(self, fn: Listener) -> None:
+        """fn(items) after rejected input is stored in quarantine (items as in the quarantine view)."""
+        self._q_listeners.append(fn)
 
     def healthy(self) -> bool:
         return self._wal is None or self._wal.failed is None
@@ -244,6 +250,9 @@ class Ingestor:
                     continue
                 leaf, h = chain_hash(self._head, data)
                 row = StoredRow(rec, data, self._head, h)
+                # Listeners (detection evidence) get the chain position with the record; added
+                # after hashing, so it is not part of the canonical bytes.
+                rec["prev_hash"], rec["hash"] = self._head, h
                 self._frontier.append(leaf)
                 self._head = h
                 self._next_seq += 1
@@ -270,7 +279,12 @@ class Ingestor:
             for q in quarantined:
                 q["reasons"] = [{"field": red.redact_text(r["field"])[0], "reason": red.redact_text(r["reason"])[0]}
                                 for r in q["reasons"]]
-            self.quarantine.store(quarantined)
+            stored_q = self.quarantine.store(quarantined)
+            for fn in self._q_listeners:
+                try:
+                    fn(stored_q)
+                except Exception as exc:
+                    log.error("quarantine_listener_failed", chain_id=self.chain_id, error=str(exc)[:300])
         result.stored = len(new_rows)
         result.records = [r.record for r in new_rows]
         self.counters[(source, "stored")] += result.stored

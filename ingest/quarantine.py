@@ -38,22 +38,23 @@ class Quarantine:
         d.mkdir(parents=True, exist_ok=True)
         return d / f"{self.writer}.jsonl"
 
-    def store(self, items: list[dict]) -> None:
-        """items: {source, origin, reasons: [{field, reason}], raw (already redacted)} each."""
+    def store(self, items: list[dict]) -> list[dict]:
+        """items: {source, origin, reasons: [{field, reason}], raw (already redacted)} each.
+        Returns the records as stored (durable when this returns)."""
         if not items:
-            return
+            return []
         now = format_ts(datetime.now(UTC))
-        lines = []
+        records = []
         for it in items:
             raw = it.get("raw") or ""
-            truncated = len(raw) > MAX_RAW_CHARS
-            lines.append(orjson.dumps({
+            records.append({
                 "received_at": now,
                 "source": it.get("source"),
                 "origin": it.get("origin"),
                 "reasons": it.get("reasons", []),
                 "raw": raw[:MAX_RAW_CHARS],
-                "raw_truncated": truncated,
+                "raw_truncated": len(raw) > MAX_RAW_CHARS,
                 "redactions": it.get("redactions", {}),
-            }) + b"\n")
-        append_durable(self.path_for(now), b"".join(lines))
+            })
+        append_durable(self.path_for(now), b"".join(orjson.dumps(r) + b"\n" for r in records))
+        return records

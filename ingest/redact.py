@@ -56,6 +56,7 @@ _STRONG_TYPES = frozenset({"aws_access_key", "github_token", "gitlab_token", "sl
                            "stripe_key", "anthropic_key", "google_api_key", "google_oauth_secret"})
 _LEFTOVER_OK = re.compile(
     r"(?i)^[\s\"'`:=,;]*(?:(?:bearer|basic|token|digest|negotiate|ntlm|apikey|key|sso-key)[\s:=]*)?[\s\"'`,;]*$")
+MARKER_RE = re.compile(P.MARKER_PATTERN)
 _MARKER_FULL = re.compile(r"^" + P.MARKER_PATTERN + r"$")
 # Keys whose value inherits the secret-ness of the enclosing key: {"password": {"value": "…"}}
 _INHERIT_KEYS = frozenset({"value", "data", "plain", "plaintext", "raw", "text", "string", "current", "new", "old",
@@ -874,4 +875,9 @@ def _b64_any(s: str) -> str | None:
     return dec
 
 
-__all__ = ["KEY_FILE_NAME", "RedactionKeyError", "Redactor", "load_or_create_key"]
+__all__ = ["KEY_FILE_NAME", "MARKER_RE", "RedactionKeyError", "Redactor", "load_or_create_key"]
+
+if __name__ == "__main__":
+    from ingest.redact_cli import main
+
+    raise SystemExit(main())

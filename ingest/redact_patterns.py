@@ -184,7 +184,7 @@ TOKEN_QUALIFIERS = frozenset("""
     max min num n total prompt completion input output cached cache reasoning used remaining next page
     continuation pagination cursor sync resume start end stop eos bos pad unk special sep cls mask
 """.split())  # noqa: SIM905
-PLAIN_KIND = "password"
+PLAIN_KIND = PASSWORD_KIND = "password"  # noqa: S105 - a marker type name
 SECRET_KIND = "secret_field"  # noqa: S105 - a marker type name
 
 
@@ -316,6 +316,9 @@ def _v_min_classes(m_group: int, *, digit: bool = True, upper: bool = False, low
 
 def _v_aws_secret(text: str, m: re2._Match) -> tuple[int, int] | None:
     s = m.group(1)
+    nxt = text[m.end(1):m.end(1) + 1]
+    if nxt and (nxt.isascii() and nxt.isalnum() or nxt in "+/="):
+        return None  # part of a longer run (the boundary is checked here so it is not consumed)
     if _HEX.fullmatch(s) or not (any(c.isdigit() for c in s) and any(c.isupper() for c in s)
                                  and any(c.islower() for c in s)):
         return None
@@ -394,10 +397,12 @@ def _v_card(text: str, m: re2._Match) -> tuple[int, int] | None:
     if a > 1 and text[a - 1] in ".," and text[a - 2].isdigit():
         return None  # the tail of a decimal number
     run_continues = text[b:b + 1].isdigit()
-    seps = {c for c in s if c in " -"}
-    if len(seps) > 1:
-        return None
-    sep = seps.pop() if seps else " "
+    seps = [c for c in s if c in " -"]
+    sep = seps[0] if seps else " "
+    other = "-" if sep == " " else " "
+    if other in s:  # "6248-7501-5947-7222 10m": the grouping ends where the separator changes
+        s = s[:s.index(other)]
+        run_continues = False
     groups = s.split(sep)
     if any(not g for g in groups):
         return None
@@ -505,7 +510,7 @@ BUILTIN: tuple[Spec, ...] = (
     # bounded counters where avoidable: RE2 then finds spans with its DFA alone.
     Spec("aws_access_key", r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
          group=0, prio=90, self_confirming=True),
-    Spec("aws_secret_key", r"(?:^|[^A-Za-z0-9+/])([A-Za-z0-9+/]{40})(?:$|[^A-Za-z0-9+/=])", prio=55,
+    Spec("aws_secret_key", r"(?:^|[^A-Za-z0-9+/])([A-Za-z0-9+/]{40})", prio=55,
          validate=_v_aws_secret, self_confirming=True),
     Spec("github_token", r"\bgh[pousr]_[A-Za-z0-9]{30}[A-Za-z0-9]*", group=0, prio=90, self_confirming=True),
     Spec("github_token", r"\bgithub_pat_[A-Za-z0-9_]{40}[A-Za-z0-9_]*", group=0, prio=90, self_confirming=True),

@@ -17,9 +17,12 @@ __all__ = ["UserError", "main", "build_parser"]
 COMMAND_MODULES = (
     "tooltrail.commands.dashboard",
     "tooltrail.commands.store",
+    "tooltrail.commands.detect",
     "tooltrail.commands.proxy",
     "tooltrail.commands.kafka",
     "tooltrail.commands.serve",
+    "tooltrail.commands.demo",
+    "tooltrail.commands.investigate",
 )
 
 

@@ -149,9 +149,9 @@ def register(app: Dash, ctx: Ctx) -> None:
         try:
             stats = ctx.data.chain_stats()
             latest = (
-                {c["chain_id"]: c for c in ctx.data.latest_checkpoints()} if ctx.data.has_view("checkpoints") else {}
+                {c["chain_id"]: c for c in ctx.data.latest_checkpoints()}
             )
-            cps = ctx.data.checkpoints(50) if ctx.data.has_view("checkpoints") else []
+            cps = ctx.data.checkpoints(50)
         except DataError as exc:
             err = C.error_state(str(exc), "Reload the page; if it persists run `tooltrail verify` in a shell.")
             return err, None, None
@@ -235,7 +235,7 @@ def register(app: Dash, ctx: Ctx) -> None:
                 **C.table_style(),
             )
         try:
-            total, reasons = ctx.data.quarantine_summary(50) if ctx.data.has_view("quarantine") else (0, [])
+            total, reasons = ctx.data.quarantine_summary(50)
         except DataError as exc:
             return chains, checkpoints, C.error_state(str(exc))
         if not total:

@@ -185,7 +185,7 @@ def _resolve(
     alert = None
     if alert_id:
         try:
-            alert = ctx.data.alert(alert_id) if ctx.data.has_view("alerts") else None
+            alert = ctx.data.alert(alert_id)
         except DataError:
             alert = None
     if alert and not session and not principal:
@@ -438,11 +438,7 @@ def register(app: Dash, ctx: Ctx) -> None:
                 return (*blank, help_, None, opts, no_update, no_update, no_update)
             limit = ctx.settings.timeline_max_events
             events = ctx.data.timeline(tr, session or None, principal or None, limit)
-            alerts = (
-                ctx.data.alerts_overlapping(tr, session or None, principal or None)
-                if ctx.data.has_view("alerts")
-                else []
-            )
+            alerts = ctx.data.alerts_overlapping(tr, session or None, principal or None)
         except DataError as exc:
             return (
                 *blank,

@@ -111,7 +111,7 @@ class Collector:
                 log.error("shutdown_hook_failed", error_type=type(exc).__name__)
         if self.owns_ingestor and self.ingestor is not None:
             self.ingestor.close()
-            log.info("collector_stopped", chain_id=self.chain_id)
+        log.info("collector_stopped", chain_id=self.chain_id)
 
     async def recovery_loop(self) -> None:
         """While the write-ahead log is failed (disk full, read-only, I/O error), retry it
@@ -251,6 +251,17 @@ class Collector:
                         "errors": errors, "chain_id": self.chain_id, "request_id": rid}
 
 
+def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "\x00"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"} if "GET" in methods else methods)
+
+
 def _open_ingestor(config: Any, candidates: Sequence[str]) -> tuple[Any, str]:
     """Open the first chain nobody owns (one writer per chain; workers share the candidates)."""
     from ingest.pipeline import ChainBusyError, Ingestor
@@ -333,7 +344,10 @@ def create_app(config: Any, ingestor: Any | None = None, *, chain_id: str | None
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), detail, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first matching route
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -137,7 +137,9 @@ def split_items(body: bytes, kind: str, max_items: int) -> Batch:
     if isinstance(obj, list):
         if len(obj) > max_items:
             raise ApiError(413, "too_many_items", f"more than {max_items} events in one request", limit=max_items)
-        return Batch(obj, None, False)
+        # Items that are not objects go to the write path as their JSON text, so they are
+        # rejected there ("an event must be a JSON object") and quarantined like any bad item.
+        return Batch([it if type(it) is dict else orjson.dumps(it) for it in obj], None, False)
     raise ApiError(400, "bad_body", "the body must be a JSON object (one event) or an array of events")
 
 

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from schemas.event import ToolCallEvent
+from schemas.limits import MAX_FUTURE_SKEW_S
 
 EVENT_REF = {"$ref": "#/components/schemas/ToolCallEvent"}
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -36,6 +37,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas = comps.setdefault("schemas", {})
     ev = ToolCallEvent.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(ev.pop("$defs", {}))
+    props = ev.get("properties", {})
+    if "ts" in props:  # what the validator enforces beyond the JSON Schema of the wire format
+        props["ts"]["pattern"] = r"^[2-9][0-9]{3}-"
+        props["ts"]["description"] += f" Year 2000 or later; at most {MAX_FUTURE_SKEW_S} s in the future."
     schemas["ToolCallEvent"] = ev
     comps["securitySchemes"] = {
         "IngestKey": {"type": "http", "scheme": "bearer", "description": "Per-source ingest key "

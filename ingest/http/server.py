@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -139,12 +140,23 @@ def serve(config: Any, *, host: str | None = None, port: int | None = None, chai
     actual = sock.getsockname()[1]
     if workers <= 1:
         from ingest.http.app import create_app
+        from ingest.pipeline import Ingestor
 
-        app = create_app(config, chain_id=chain, on_startup=[load_hook(h) for h in hooks])
-        server = uvicorn.Server(uvicorn_config(app, host=host, port=actual, log_level=log_level,
-                                               request_timeout_s=s.request_timeout_s))
-        log.info("listening", host=host, port=actual, chain_id=chain, workers=1)
-        server.run(sockets=[sock])
+        ingestor = Ingestor.open(config, chain)  # fails fast (ChainBusyError) before anything listens
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these handlers in
+        # place that re-raise only lands here, so the Ingestor below is closed and we exit 0.
+        previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            app = create_app(config, ingestor=ingestor, on_startup=[load_hook(h) for h in hooks])
+            server = uvicorn.Server(uvicorn_config(app, host=host, port=actual, log_level=log_level,
+                                                   request_timeout_s=s.request_timeout_s))
+            log.info("listening", host=host, port=actual, chain_id=chain, workers=1)
+            server.run(sockets=[sock])
+        finally:
+            ingestor.close()  # after uvicorn drained in-flight requests: seal, sign, unlock
+            log.info("ingestor_closed", chain_id=chain)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return 0 if server.started else 1
     from uvicorn.supervisors import Multiprocess
 

@@ -120,6 +120,7 @@ class KafkaCollector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fatal: BaseException | None = None
         self._backoff = 0.0
+        self._shared: dict[str, Any] = {}  # one Redactor and Signer for every chain of this process
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
@@ -140,6 +141,7 @@ class KafkaCollector:
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         kw = client_kwargs(s)
+        await asyncio.to_thread(self._load_keys)
         consumer = AIOKafkaConsumer(
             group_id=s.group, enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
             max_partition_fetch_bytes=s.max_partition_fetch_bytes, fetch_max_bytes=s.fetch_max_bytes,
@@ -208,7 +210,11 @@ class KafkaCollector:
         for tp, msgs in batch.items():
             st = self._parts.get(tp)
             if st is None:
-                continue  # revoked (or not open yet) since the fetch: its new owner reads it from the commit
+                # Not open (yet): never consume past these records. Revoked partitions restart from the
+                # commit / the chain on their next assignment anyway.
+                if msgs and tp in self._consumer.assignment():
+                    self._consumer.seek(tp, msgs[0].offset)
+                continue
             if st.next_offset is not None:
                 msgs = [m for m in msgs if m.offset >= st.next_offset]
             if msgs:
@@ -372,8 +378,9 @@ class KafkaCollector:
                 self._parts.pop(_tp(st), None)
             await self._close_states(states)
             self.metrics.set_assigned(len(self._parts))
-            log.info("kafka_partitions_revoked", partitions=sorted(st.partition for st in states),
-                     chains=[st.chain_id for st in states])
+            if states:
+                log.info("kafka_partitions_revoked", partitions=sorted(st.partition for st in states),
+                         chains=[st.chain_id for st in states])
 
     async def _close_states(self, states: list[PartitionState]) -> None:
         results = await asyncio.gather(*(asyncio.to_thread(st.ingestor.close) for st in states), return_exceptions=True)
@@ -391,7 +398,12 @@ class KafkaCollector:
         assert self._lock is not None
         async with self._lock:
             todo = [tp for tp in sorted(assigned, key=lambda t: (t.topic, t.partition)) if tp not in self._parts]
-            await asyncio.gather(*(self._open_partition(tp) for tp in todo))
+            if todo:
+                # Nothing may be consumed from a partition before its chain is open and its resume
+                # offset is known: paused partitions are neither fetched nor returned by getmany.
+                self._consumer.pause(*todo)
+            for tp in todo:
+                await self._open_partition(tp)
             self.metrics.set_assigned(len(self._parts))
             log.info("kafka_partitions_assigned", partitions=self.assigned,
                      waiting=sorted(tp.partition for tp in self._pending))
@@ -401,28 +413,36 @@ class KafkaCollector:
         try:
             ing, last = await asyncio.to_thread(self._open_chain, chain, tp.topic, tp.partition)
         except (ChainBusyError, StoreCorruptError, OSError) as exc:
-            level = log.warning if isinstance(exc, ChainBusyError) else log.error
-            level("kafka_partition_waiting", chain_id=chain, partition=tp.partition, reason=type(exc).__name__,
-                  error=str(exc)[:300], retry_in_s=RETRY_OPEN_S)
+            busy = isinstance(exc, ChainBusyError)
+            backoff = RETRY_OPEN_S if busy else (MAX_BACKOFF_S if isinstance(exc, StoreCorruptError) else 5.0)
+            (log.warning if busy else log.error)("kafka_partition_waiting", chain_id=chain, partition=tp.partition,
+                                                 reason=type(exc).__name__, error=str(exc)[:300], retry_in_s=backoff)
             self._consumer.pause(tp)
-            backoff = RETRY_OPEN_S if isinstance(exc, ChainBusyError) else MAX_BACKOFF_S
             self._pending[tp] = time.monotonic() + backoff
             return
         committed = await self._committed(tp)
         resume = committed
         if last is not None and (committed is None or committed <= last):
             resume = last + 1
-            self._consumer.seek(tp, resume)
+        if resume is not None:
+            self._consumer.seek(tp, resume)  # else: auto_offset_reset (no commit, nothing stored yet)
         st = PartitionState(tp.topic, tp.partition, chain, ing, next_offset=resume, committed=committed, last_stored=last)
         self._parts[tp] = st
         self._pending.pop(tp, None)
-        if tp in self._consumer.paused():
-            self._consumer.resume(tp)
+        self._consumer.resume(tp)
         log.info("kafka_partition_opened", chain_id=chain, partition=tp.partition, committed=committed,
                  last_stored_offset=last, resume_from=resume, chain_size=ing.size)
 
+    def _load_keys(self) -> None:
+        from ingest.redact import Redactor
+        from ingest.signing import Signer
+
+        layout = self.config.layout.ensure()
+        self._shared = {"redactor": Redactor.from_settings(self.config.redaction, layout.keys),
+                        "signer": Signer.load(layout.keys, self.config.storage.signing_key_file)}
+
     def _open_chain(self, chain: str, topic: str, partition: int) -> tuple[Ingestor, int | None]:
-        ing = Ingestor.open(self.config, chain)
+        ing = Ingestor.open(self.config, chain, **self._shared)
         try:
             last = last_stored_offset(ing.layout, chain, topic, partition)
             if self.settings.dead_letter_topic is None:

@@ -272,8 +272,9 @@ class AuditMiddleware(_fastmcp_middleware_base()):  # type: ignore[misc]
     """fastmcp middleware: audit every tools/call, hash tools at tools/list, enforce policy."""
 
     def __init__(self, emitter: Emitter, settings: AuditSettings | None = None, *,
-                 upstream: UpstreamInfo | None = None) -> None:
+                 upstream: UpstreamInfo | None = None, on_error: Any = None) -> None:
         self.auditor = Auditor(emitter, settings, upstream)
+        self.on_error = on_error  # the proxy's hook: reconnect after a lost upstream connection
 
     async def on_list_tools(self, context: Any, call_next: Any) -> Any:
         tools = await call_next(context)
@@ -330,6 +331,11 @@ class AuditMiddleware(_fastmcp_middleware_base()):  # type: ignore[misc]
             a.record(caller=caller, tool=tool, args=args, started=started,
                      latency_ms=(time.perf_counter() - t0) * 1000, decision=decision, result=outcome,
                      error=text, server=self._own_server(ctx), server_version=self._own_version(ctx))
+            if self.on_error is not None:
+                try:
+                    self.on_error(exc)
+                except Exception as hook_exc:
+                    log.debug("on_error_hook_failed", error=str(hook_exc)[:200])
             raise
         latency = (time.perf_counter() - t0) * 1000
         content = getattr(result, "content", None)

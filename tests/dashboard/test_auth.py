@@ -189,6 +189,8 @@ def test_users_cli(tmp_path, monkeypatch, capsys):
     from tooltrail.cli import main
 
     data = str(tmp_path / "d")
+    # main() would point structlog at this test's captured stderr, closed after the test
+    monkeypatch.setattr("tooltrail.cli.configure_logging", lambda *a, **k: None)
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     assert main(["--data-dir", data, "users", "add", "bob", "--password-stdin"]) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
@@ -198,3 +200,16 @@ def test_users_cli(tmp_path, monkeypatch, capsys):
     assert stat.S_IMODE((tmp_path / "d" / "keys" / "dashboard-users.json").stat().st_mode) == 0o600
     assert main(["--data-dir", data, "users", "remove", "bob"]) == 0
     assert main(["--data-dir", data, "users", "remove", "bob"]) == 2
+
+
+def test_deep_links_survive_the_login(tmp_path):
+    from urllib.parse import parse_qs, urlsplit
+
+    c = _app(tmp_path).server.test_client()
+    target = "/timeline?alert=al_1&session=s-1&from=2026-05-29T11:00:00.000000Z&to=2026-05-29T12:00:00Z"
+    r = c.get(target)
+    nxt = parse_qs(urlsplit(r.headers["Location"]).query)["next"][0]
+    assert nxt == target
+    page = c.get(r.headers["Location"]).get_data(as_text=True)
+    assert 'name="next" value="/timeline?alert=al_1&amp;session=s-1' in page
+    assert _login(c, next_=nxt).headers["Location"] == target

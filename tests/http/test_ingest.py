@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from tests.conftest import make_event
-from tests.http.conftest import H, H2, INGEST_TOKEN, READ_TOKEN, R, wait_sealed
+from tests.http.conftest import H2, INGEST_TOKEN, READ_TOKEN, H, R, wait_sealed
 
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "cache-control": "no-store",
                     "referrer-policy": "no-referrer"}
@@ -341,7 +341,7 @@ def test_unexpected_errors_are_a_json_500_without_internals(serve_app, data_dir)
     broken = _BrokenIngestor(Ingestor.open(cfg, "http"))
     srv = serve_app(ingestor=broken, config=cfg)
     r = srv.post(json=make_event(1))
-    body = assert_error(r, 500, "internal")
+    assert_error(r, 500, "internal")
     assert "secret" not in r.text and "RuntimeError" not in r.text
     assert r.headers["x-content-type-options"] == "nosniff"
     srv.srv.stop()

@@ -12,6 +12,7 @@ Secrets are random (seeded) and built from the published token formats; none is 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 import string
@@ -259,60 +260,56 @@ class Case:
         return f"{self.type}-{self.placement}"
 
 
+_IDS = itertools.count()
+
+
 def _event(args: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    ev = {"event_id": "evt-" + uuid.uuid4().hex[:16], "ts": "2026-05-29T11:04:22.000000Z", "principal": "alice@example.com",
+    ev = {"event_id": f"evt-{next(_IDS):08d}", "ts": "2026-05-29T11:04:22.000000Z", "principal": "alice@example.com",
           "agent": "claude-desktop", "session": "sess-42", "server": "tools", "tool": "do_thing", "args": args,
           "decision": "allow", "result": "ok"}
     ev.update(extra)
     return ev
 
 
+def make_case(t: str, placement: str, rng: random.Random, sec: Secret | None = None) -> Case:
+    """One event carrying one fresh secret of type `t` at `placement`."""
+    sec = sec or gen_secret(t, rng)
+    typed = frozenset({t}) | sec.extra_types
+    if placement == "secret_key":
+        # under a secret-named key any marker type is fine (typed or secret_field)
+        return Case(t, placement, _event({sec.key: sec.value, "region": "eu-west-1"}), sec.must_not_survive,
+                    frozenset())
+    if placement == "innocuous_key":
+        fields = _event({rng.choice(["note", "value", "data", "text", "input"]): sec.snippet, "count": 3})
+    elif placement == "prose":
+        fields = _event({"message": rng.choice(_PROSE).format(s=sec.snippet), "channel": "#ops"})
+    elif placement == "nested":
+        fields = _event({"config": {"steps": [{"name": "build", "env": ["CI=1", sec.snippet]},
+                                              {"name": "deploy", "with": {"notes": [sec.snippet]}}]}})
+    elif placement == "command":
+        fields = _event({"command": _command_for(sec, rng), "cwd": "/srv/app"})
+    elif placement == "error_text":
+        fields = _event({"id": 7}, result="error", error=f"request failed: upstream said 401 for {sec.snippet}",
+                        reason=f"policy matched input {sec.snippet}", decision="deny")
+    elif placement == "base64":
+        enc = base64.b64encode(f"config: {sec.snippet}\n".encode()).decode()
+        return Case(t, placement, _event({"attachment": enc, "mime": "text/plain"}), [*sec.must_not_survive, enc], typed)
+    elif placement == "base64url":
+        enc = base64.urlsafe_b64encode(sec.snippet.encode()).decode().rstrip("=")
+        return Case(t, placement, _event({"state": enc, "kind": "cursor"}), [*sec.must_not_survive, enc], typed)
+    elif placement == "percent":
+        enc = quote(sec.snippet, safe="")
+        fields = _event({"url": f"https://example.com/callback?next=%2Fhome&data={enc}&lang=en"})
+        return Case(t, placement, fields, [*sec.must_not_survive, enc], typed)
+    else:
+        raise ValueError(placement)
+    return Case(t, placement, fields, sec.must_not_survive, typed)
+
+
 def secret_cases(seed: int = 1, per_type: int = 3) -> list[Case]:
     """`per_type` fresh secrets per (type, placement)."""
     rng = random.Random(seed)
-    out: list[Case] = []
-    for t in SECRET_TYPES:
-        for placement in PLACEMENTS:
-            for _ in range(per_type):
-                sec = gen_secret(t, rng)
-                typed = frozenset({t}) | sec.extra_types
-                if placement == "secret_key":
-                    fields = _event({sec.key: sec.value, "region": "eu-west-1"})
-                    # under a secret-named key any marker type is fine (typed or secret_field)
-                    out.append(Case(t, placement, fields, sec.must_not_survive, frozenset()))
-                    continue
-                if placement == "innocuous_key":
-                    fields = _event({rng.choice(["note", "value", "data", "text", "input"]): sec.snippet, "count": 3})
-                elif placement == "prose":
-                    fields = _event({"message": rng.choice(_PROSE).format(s=sec.snippet), "channel": "#ops"})
-                elif placement == "nested":
-                    fields = _event({"config": {"steps": [{"name": "build", "env": ["CI=1", sec.snippet]},
-                                                          {"name": "deploy", "with": {"notes": [sec.snippet]}}]}})
-                elif placement == "command":
-                    fields = _event({"command": _command_for(sec, rng), "cwd": "/srv/app"})
-                elif placement == "error_text":
-                    fields = _event({"id": 7}, result="error",
-                                    error=f"request failed: upstream said 401 for {sec.snippet}",
-                                    reason=f"policy matched input {sec.snippet}", decision="deny")
-                elif placement == "base64":
-                    enc = base64.b64encode(f"config: {sec.snippet}\n".encode()).decode()
-                    fields = _event({"attachment": enc, "mime": "text/plain"})
-                    out.append(Case(t, placement, fields, [*sec.must_not_survive, enc], typed))
-                    continue
-                elif placement == "base64url":
-                    enc = base64.urlsafe_b64encode(sec.snippet.encode()).decode().rstrip("=")
-                    fields = _event({"state": enc, "kind": "cursor"})
-                    out.append(Case(t, placement, fields, [*sec.must_not_survive, enc], typed))
-                    continue
-                elif placement == "percent":
-                    enc = quote(sec.snippet, safe="")
-                    fields = _event({"url": f"https://example.com/callback?next=%2Fhome&data={enc}&lang=en"})
-                    out.append(Case(t, placement, fields, [*sec.must_not_survive, enc], typed))
-                    continue
-                else:  # pragma: no cover
-                    raise AssertionError(placement)
-                out.append(Case(t, placement, fields, sec.must_not_survive, typed))
-    return out
+    return [make_case(t, p, rng) for t in SECRET_TYPES for p in PLACEMENTS for _ in range(per_type)]
 
 
 # --------------------------------------------------------------------------- look-alikes
@@ -429,6 +426,8 @@ def lookalikes(seed: int = 2) -> list[tuple[str, Any]]:
     ]
     for i in range(160):
         out.append(("misc", misc[i % len(misc)]()))
+    for v in _MORE_LOOKALIKES:
+        out.append(("misc", v))
     kv = [
         {"max_tokens": 4096}, {"token_count": "1532"}, {"secret_name": "prod/db/readonly"}, {"password_policy": "min 12 chars"},
         {"next_token": "eyJwYWdlIjogMn0"}, {"tokens": 12}, {"token_type": "Bearer"}, {"password_required": True},
@@ -442,6 +441,34 @@ def lookalikes(seed: int = 2) -> list[tuple[str, Any]]:
     for i in range(60):
         out.append(("keyvalue", kv[i % len(kv)]))
     return out
+
+
+_MORE_LOOKALIKES = [
+    "Bearer instrument", "Basic usage of the API", "token: see above", "Password: ********",
+    "password reset for user 1234", "kubectl get secret db-creds -o yaml",
+    "aws secretsmanager get-secret-value --secret-id prod/db", "gh auth token", "npm token list", "AWS_ACCESS_KEY_ID",
+    "Authorization header missing", "api_key=None", "password=None", "token=null",
+    "ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519", "openssl genrsa -out key.pem 2048", 'WWW-Authenticate: Basic realm="api"',
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+    "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+    "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", "Fix token refresh race (#1234)",
+    "self.api_key = api_key", "if password != confirm_password:", "token = request.headers.get('Authorization')",
+    "def authenticate(username, password):", '{"type": "string", "description": "API key for the service"}',
+    "v1.2.3-rc.1+build.5", "cus_NffrFeUfNV2Hib", "pi_3MtwBwLkdIwHu7ix28a3tqPa", "xoxo, Anna", "pip install scikit-learn",
+    "password_hash = bcrypt.hashpw(pw, bcrypt.gensalt())", "export GITHUB_TOKEN", "token expired at 2026-05-29T11:04:22Z",
+    "Your verification code is 482913", "session_id=3f2a9c1e-8b7d-4c6e-9f0a-1b2c3d4e5f60", "csrf_token mismatch",
+    "access_token expires_in 3600", "Set-Cookie header rejected", "cookie: none", "AKIA prefix means long-term key",
+    "https://user@github.com/org/repo.git", "mongodb://localhost:27017/test",
+    "https://example.com/login?redirect=%2Fdashboard%3Ftab%3D2", "SELECT * FROM secrets WHERE name = 'db' LIMIT 1",
+    "the key is in the drawer", "passphrase protected key file", "credentials: default", "auth: oauth2",
+    "X-Request-Id: 9f8e7d6c5b4a39281706f5e4d3c2b1a0", 'ETag: W/"5e15153d-120f"', "trace_id=4bf92f3577b34da6a3ce929d0e0e4736",
+    "jwt_secret_rotation_days=30", "tokens_used=1532", "tracking 9400111899223344556677", "IBAN DE89370400440532013000",
+    "card ending in 1111", "min_password_length=12", "docker login --password-stdin",
+    "echo $PASSWORD | docker login -u me --password-stdin", "password: ${{ secrets.DOCKER_PASSWORD }}",
+    "token: '{{ .Values.token }}'", "api_key = os.getenv('API_KEY')", "const apiKey = process.env.API_KEY;",
+    "md5 d41d8cd98f00b204e9800998ecf8427e", "ULID 01HZX3K9Q2W8E7R6T5Y4U3I2O1", "nanoid V1StGXR8_Z5jdHi6B-myT",
+    "base64 of hello: aGVsbG8gd29ybGQ=", "cursor eyJwYWdlIjoyLCJzaXplIjo1MH0",
+]
 
 
 # --------------------------------------------------------------------------- realistic events

@@ -11,7 +11,6 @@ import random
 import re
 import stat
 import threading
-from pathlib import Path
 
 import orjson
 import pytest

@@ -39,6 +39,11 @@ def list_notes() -> list[str]:
     return sorted(_NOTES)
 
 
+@mcp.tool(description="Terminate the server process abruptly (tests the proxy's reconnect).")
+def crash() -> str:
+    os._exit(3)
+
+
 @mcp.tool(description="Echo the input back (used by the latency benchmark).")
 def echo(text: str) -> str:
     return text

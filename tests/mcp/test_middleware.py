@@ -160,3 +160,30 @@ def test_sdk_middleware_with_explicit_identity():
     (e,) = sink.got
     assert e["server"] == "billing" and e["server_version"] == "2.0" and e["result"] == "ok"
     assert "tool_description_hash" not in e  # no tools/list seen: nothing to stamp
+
+
+def test_hide_denied_tools_and_default_scopes():
+    from fastmcp import Client
+    from mcp.shared.exceptions import MCPError
+
+    em, sink = memory_emitter()
+    mcp = fastmcp_server()
+    policy = Policy(deny=["delete_*"], hide_denied=True, default_scopes=["stock:read"],
+                    required_scopes={"stock": ["stock:read"]})
+    mcp.add_middleware(audit(em, policy=policy))
+
+    async def go():
+        async with Client(mcp) as c:
+            names = [t.name for t in await c.list_tools()]
+            await c.call_tool("stock", {"sku": "a"})
+            with pytest.raises(MCPError):
+                await c.call_tool("delete_sku", {"sku": "a"})  # hidden, and still denied when called
+            return names
+
+    assert asyncio.run(go()) == ["stock"]
+    assert em.flush(5)
+    em.close()
+    ok, deny = sink.got
+    assert ok["scope_checked"] == "stock:read" and ok["scopes_granted"] == ["stock:read"]
+    assert ok["principal"].startswith("os:") and ok["labels"]["principal_source"] == "os-user"
+    assert deny["decision"] == "deny"

@@ -8,6 +8,7 @@ import getpass
 import sys
 
 from tooltrail.commands.common import config_from_args
+from tooltrail.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,16 +45,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     if args.port is not None and not 0 <= args.port <= 65535:
-        from tooltrail.cli import UserError
-
         raise UserError("--port must be 0..65535")
     run(cfg, host=args.host, port=args.port)
     return 0
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from tooltrail.cli import UserError
-
     store = _store(args)
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -70,8 +67,6 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_remove(args: argparse.Namespace) -> int:
-    from tooltrail.cli import UserError
-
     if not _store(args).remove(args.name):
         raise UserError(f"no user {args.name!r}")
     print(f"user {args.name} removed; their sessions end at their next request")

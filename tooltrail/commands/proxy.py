@@ -159,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--collector-token-file: {exc}") from exc
     kw: dict[str, Any] = {"name": args.name, "spool_dir": _spool_root(args, config)}
     if args.collector:
+        if not token:
+            raise UserError("--collector needs the collector's API key: set TOOLTRAIL_COLLECTOR_TOKEN or pass "
+                            "--collector-token-file (mint one with `tooltrail keys create proxy-NAME`)")
         kw.update(url=args.collector, token=token)
         where = args.collector
     elif args.kafka:

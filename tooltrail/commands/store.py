@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=1000, help="row limit (default 1000)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before the query is interrupted")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="named parameter ($k in SQL)")
+    p.add_argument("--saved", metavar="NAME", help="run a saved query (tooltrail/saved_queries, <data>/queries)")
+    p.add_argument("--list-saved", action="store_true", help="list saved queries with their parameters")
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("compact", help="merge small segments of each chain into larger ones")
@@ -202,11 +204,26 @@ def cmd_query(args: argparse.Namespace) -> int:
     from tooltrail.query import QueryError, ReadOnlyQuery
 
     cfg = config_from_args(args)
-    sql = args.sql
+    sql, params = args.sql, _parse_params(args.param)
+    if args.list_saved or args.saved:
+        from tooltrail.saved import SavedQueryError, list_saved, load_saved, prepare
+
+        if args.list_saved:
+            rows = [{"name": q.name, "title": q.title, "params": " ".join(
+                f"{p.name}:{p.type}" + ("" if p.required else f"={p.default}") for p in q.params), "origin": q.origin}
+                for q in list_saved(cfg.layout.root)]
+            format_table(rows, ["name", "title", "params", "origin"], args.format, sys.stdout)
+            return 0
+        if sql is not None:
+            raise UserError("give either a SELECT statement or --saved NAME, not both")
+        try:
+            sql, params = prepare(load_saved(args.saved, cfg.layout.root), params or {})
+        except SavedQueryError as exc:
+            raise UserError(str(exc)) from exc
     if sql is None:
         raise UserError("give a SELECT statement")
     try:
-        table = ReadOnlyQuery(cfg).sql(sql, _parse_params(args.param), limit=args.limit, timeout_s=args.timeout)
+        table = ReadOnlyQuery(cfg).sql(sql, params, limit=args.limit, timeout_s=args.timeout)
     except QueryError as exc:
         raise UserError(str(exc)) from exc
     buf = io.StringIO() if args.format == "table" else sys.stdout
