@@ -617,6 +617,12 @@ def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool =
                 elif kind == "rug_pull":
                     server, tool = "notes", "search_notes"
                     rug.append((t0, server, tool, aid))
+                    # the victim used the tool earlier (reviewed definition), then again after the change
+                    sid = f"s-{_h('rug', aid)[:12]}"
+                    items.append(LabeledEvent(g.event(p, sid, t0 - 1800, "notes_search", arng,
+                                                      overrides={"decision": "allow", "result": "ok"}), None, None, p.source))
+                    items.append(LabeledEvent(g.event(p, sid, t0 + 5, "notes_search", arng,
+                                                      overrides={"decision": "allow", "result": "ok"}), None, None, p.source))
                 else:
                     items.extend(_attack_session(g, kind, p, t0, arng, aid))
     items.sort(key=lambda x: (x.t, x.source))

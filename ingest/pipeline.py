@@ -361,13 +361,12 @@ class Ingestor:
         for f, reason in problems:
             result.rejected.append(Rejection(index, self.redactor.redact_text(f)[0],
                                              self.redactor.redact_text(reason)[0]))
-        if isinstance(item, dict):
-            raw = orjson.dumps(item, default=str).decode(errors="replace")
-        elif isinstance(item, str):
-            raw = item
+        if isinstance(item, dict):  # key-name rules apply too, not only value patterns
+            clean, counts = self.redactor.redact_value(item)
+            raw = orjson.dumps(clean, default=str).decode(errors="replace")
         else:
-            raw = bytes(item).decode("utf-8", errors="replace")
-        raw, counts = self.redactor.redact_text(raw)
+            text = item if isinstance(item, str) else bytes(item).decode("utf-8", errors="replace")
+            raw, counts = self.redactor.redact_text(text)
         quarantined.append({"source": source, "origin": origin, "raw": raw, "redactions": counts,
                             "reasons": [{"field": f, "reason": r} for f, r in problems]})
 

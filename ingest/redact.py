@@ -235,6 +235,7 @@ class Redactor:
         self._entropy = entropy_threshold
         self._allow = frozenset(allowlist)
         disabled = frozenset(disabled_types)
+        self._disabled_kinds = disabled & {P.PASSWORD_KIND, P.SECRET_KIND}
         self._secret_keys = frozenset(_norm_key(k) for k in secret_keys)
         self._safe_keys = frozenset(_norm_key(k) for k in safe_keys)
         self._key_cache: dict[str, str | None] = {}
@@ -263,6 +264,9 @@ class Redactor:
             add(d, P.KEYWORD_GATE)
         add(_Det("b64", "", P.compile_re2(P.B64_CANDIDATE), 0, PRIO_ENCODED), P.B64_GATE)
         add(_Det("pct", "", None, 0, PRIO_ENCODED), P.PCT_GATE)
+        if secret_keys:  # configured key names must also get the event walked
+            add(_Det("keyname", "", None, 0, 0), "|".join(
+                "(?i)" + P._S.join(re2.escape(w) for w in P._WORDS.findall(k)) for k in secret_keys if P._WORDS.findall(k)))
         self._user_unkeyed: list[int] = []
         for rule in rules:
             rx = P.compile_re2(rule.regex)
@@ -357,16 +361,16 @@ class Redactor:
             dump = orjson.dumps(list(fields.values()))
         except (TypeError, orjson.JSONEncodeError):
             dump = None
-        if dump is not None:
-            slots = self._set.Match(dump)
-            if not slots and not self._user_unkeyed:
-                return dict(fields), {}
-            if self._user_unkeyed and not slots and b"\\" not in dump:
-                return dict(fields), {}
-            if slots and self._midpath_clean(dump, slots):
-                return dict(fields), {}
-            return self._redact_fields_walk(fields, slots)
-        return self._redact_fields_walk(fields, None)
+        if dump is None:
+            return self._redact_fields_walk(fields, None)
+        slots = self._set.Match(dump)
+        # User regexes are not written to survive JSON escaping: with escapes in the event,
+        # judge them on the real strings instead of the JSON text.
+        if self._user_unkeyed and b"\\" in dump:
+            return self._redact_fields_walk(fields, None)
+        if not slots or self._midpath_clean(dump, slots):
+            return dict(fields), {}
+        return self._redact_fields_walk(fields, slots)
 
     def redact_value(self, value: Any) -> tuple[Any, dict[str, int]]:
         """Redact any JSON value (e.g. a parsed but invalid event) like `args`."""
@@ -418,6 +422,8 @@ class Redactor:
             kind = None if n in self._safe_keys else (P.SECRET_KIND if n in self._secret_keys else P.classify_key(key))
         else:
             kind = P.classify_key(key)
+        if kind in self._disabled_kinds:
+            kind = None
         if len(self._key_cache) > 4096:
             self._key_cache.clear()
         self._key_cache[key] = kind
@@ -445,7 +451,7 @@ class Redactor:
         renames: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
         if w.pieces:
             joined = _SEP.join(w.pieces)
-            found = self._scan(joined, 0, None if (slots is None or self._user_unkeyed) else slots)
+            found = self._scan(joined, 0, slots)
             if found:
                 starts = []
                 pos = 0

@@ -1,12 +1,10 @@
-"""Leak investigation helpers: `python -m ingest.redact {marker,scan}`.
+"""Leak investigation helpers: `tooltrail redact {marker,scan}` (also `python -m ingest.redact_cli`).
 
     marker  read a suspected secret on stdin (never argv: it would land in shell history and
             `ps`), print the markers it produces under this data dir's key, to search for in
             events (`record LIKE '%<fingerprint>%'`).
     scan    search files (raw bytes, plus decoded Parquet rows) for anything the redactor
             would still redact; prints path, type and count, never the secret. Exit 1 on hits.
-
-Kept out of `tooltrail/commands` so the CLI owner can wire it as `tooltrail redact …`.
 """
 
 from __future__ import annotations
@@ -68,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("marker", help="read a secret on stdin, print its markers")
     sc = sub.add_parser("scan", help="search files for unredacted secrets")
     sc.add_argument("paths", nargs="*", type=Path)
-    args = ap.parse_args(argv)
+    return run(ap.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Shared by `python -m ingest.redact` and `tooltrail redact` (args: cmd, config, data_dir, paths)."""
     r = _redactor(args)
     if args.cmd == "marker":
         secret = sys.stdin.read().rstrip("\r\n")

@@ -596,7 +596,9 @@ KEYWORD_GATE = "|".join([
     r"(?i)cookie|authori[sz]ation|conn(?:ection)?" + _S + r"str",
     r"(?i)(?:api|access|private|priv|signing|encryption|decryption|master|subscription|account|storage|auth|app|hmac|"
     r"shared|session|webhook|license|sas)" + _S + r"key",
-    r"(?i)(?:basic|http|proxy)" + _S + r"auth|auth" + _S + r"(?:header|value|string|data|info)",
+    r"(?i)(?:basic|http|proxy|header|value|string|data|info)" + _S + r"auth|auth" + _S
+    + r"(?:basic|http|proxy|header|value|string|data|info)",
     _PRE + r"(?:pass|PASS|Pass)(?:[^a-z]|$)|[a-z0-9]Pass(?:[^a-z]|$)",
     r"(?i)" + _PRE + r"(?:pat|t?otp)(?:[^a-z]|$)",
+    r"[a-z0-9](?:Pat|PAT|Otp|OTP|Totp|TOTP)(?:[^a-z]|$)",
 ])

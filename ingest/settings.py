@@ -99,7 +99,7 @@ class HttpSettings(_Section):
     source_rate_limits: dict[str, float] = Field(default_factory=dict, description="Per-source override of the events/s limit.")
     read_rate_limit_per_s: float = Field(50, gt=0, description="Read API requests per second per read key.")
     request_timeout_s: float = Field(30, gt=0, description="Body upload and durable acknowledgement deadline.")
-    submit_threads: int = Field(8, ge=1, le=256, description="Threads handing batches to the write path (group commit).")
+    submit_threads: int = Field(16, ge=1, le=256, description="Threads handing batches to the write path (group commit).")
     max_pending_events: int = Field(100_000, ge=1, description="Events waiting for durability before new batches get 503.")
     retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After sent with 503 (backpressure, storage failure).")
     metrics_public: bool = Field(True, description="/metrics without a key (it binds to loopback by default).")

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "tooltrail.commands.kafka",
     "tooltrail.commands.serve",
     "tooltrail.commands.demo",
+    "tooltrail.commands.redact",
     "tooltrail.commands.investigate",
 )
 

@@ -75,6 +75,7 @@ def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
                       html.Span(id="al-summary", className="tt-updated")),
         dcc.Store(id="al-selected", data=params.get("id")),
         dcc.Store(id="al-version", data=0),
+        dcc.Interval(id="al-tick", interval=ctx.settings.refresh_seconds * 1000),  # new alerts appear by themselves
         filters,
         html.Div(id="al-error"),
         dbc.Card(dbc.CardBody([table, html.Div(id="al-empty")]), className="tt-card"),
@@ -174,8 +175,9 @@ def register(app: Dash, ctx: Ctx) -> None:
         Output("al-error", "children"), Output("al-empty", "children"),
         Input("al-f-severity", "value"), Input("al-f-status", "value"), Input("al-f-rule", "value"),
         Input("al-f-principal", "value"), Input("al-f-text", "value"), Input("al-f-since", "value"),
-        Input("al-table", "page_current"), Input("al-table", "sort_by"), Input("al-version", "data"))
-    def _table(sev, status, rule, principal, text, since, page, sort_by, _v):
+        Input("al-table", "page_current"), Input("al-table", "sort_by"), Input("al-version", "data"),
+        Input("al-tick", "n_intervals"))
+    def _table(sev, status, rule, principal, text, since, page, sort_by, _v, _tick):
         f = {"severity": sev, "status": status, "rule_id": rule, "principal": principal, "text": text,
              "since": utcnow() - PRESETS[since] if since in PRESETS else None}
         size = ctx.settings.page_size
@@ -194,7 +196,7 @@ def register(app: Dash, ctx: Ctx) -> None:
         elif not total:
             empty = C.empty_state("No alerts match these filters",
                                   "Clear the severity, status or rule filters, or widen the time range.", id_="al-none")
-        summary = f"{C.fmt_int(total)} of {C.fmt_int(in_store)} alerts"
+        summary = f"{C.fmt_int(total)} of {C.fmt_int(in_store)} alerts \u00b7 updated {utcnow().strftime('%H:%M:%S')} UTC"
         return rows, max(1, -(-total // size)), summary, None, empty
 
     @app.callback(Output("al-selected", "data"), Input("al-table", "active_cell"), prevent_initial_call=True)

@@ -425,7 +425,7 @@ def register(app: Dash, ctx: Ctx) -> None:
         try:
             tr, session, principal, _alert = _resolve(ctx, session, principal, frm or "", to or "", alert_id)
             if not session and not principal:
-                recent = ctx.data.recent_sessions(TimeRange(utcnow() - timedelta(days=7), utcnow()), limit=30)
+                recent = ctx.data.recent_sessions(TimeRange(utcnow() - timedelta(hours=24), utcnow()), limit=30)
                 opts = [
                     html.Option(value=r["session"], label=f"{r['principal']} \u00b7 {r['n']} events") for r in recent
                 ]

@@ -58,6 +58,13 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else "?"
+
+
 def backoff(dest: WebhookDestination, attempt: int, rng: random.Random) -> float:
     """Delay after failed attempt number `attempt` (1-based): exponential, capped, jittered."""
     d = min(dest.backoff_max_s, dest.backoff_base_s * (2 ** min(attempt - 1, 30)))
@@ -97,8 +104,12 @@ class Dispatcher:
         self.workers = al.delivery_workers
         self.name = name
         self.targets: dict[str, _Target] = {}
-        for d in al.webhooks:
-            self.targets[d.name] = _Target(d, env)  # ValueError for a bad destination: fail at startup
+        try:
+            for d in al.webhooks:
+                self.targets[d.name] = _Target(d, env)  # ValueError for a bad destination: fail at startup
+        except ValueError:
+            self._close_clients()
+            raise
         self.rng = rng or random.Random()
         self.outbox: Outbox | None = None
         self.active = bool(self.targets)
@@ -111,11 +122,19 @@ class Dispatcher:
         self._last_purge = 0.0
         self.stats = {"enqueued": 0, "delivered": 0, "retried": 0, "dead": 0}
         if self.active:
-            self.outbox = Outbox(config.layout.state_dir, name)
+            try:
+                self.outbox = Outbox(config.layout.state_dir, name)
+            except Exception:
+                self._close_clients()
+                raise
             self.outbox.sync_destinations({n: t.fingerprint for n, t in self.targets.items()})
             n = self.outbox.kill_orphans(set(self.targets))
             if n:
                 log.warning("delivery_orphans_dead_lettered", outbox=name, messages=n)
+
+    def _close_clients(self) -> None:
+        for t in self.targets.values():
+            t.client.close()
 
     # -- producer side -------------------------------------------------------------------------
     def on_changes(self, changes: list[Any]) -> None:
@@ -224,7 +243,7 @@ class Dispatcher:
             outcome, next_at = "delivered", None
         elif status == 410:
             outcome, next_at = "gone", None
-        elif permanent or n >= dest.max_attempts:
+        elif permanent or n - m.round_base >= dest.max_attempts:
             outcome, next_at = "dead", None
         else:
             delay = backoff(dest, n, self.rng)
@@ -236,7 +255,7 @@ class Dispatcher:
         key = {"delivered": "delivered", "retry": "retried"}.get(outcome, "dead")
         self.stats[key] += 1
         fields = {"outbox": self.name, "destination": m.destination, "msg_id": m.msg_id, "alert_id": m.alert_id,
-                  "event": m.event, "attempt": n, "status": status, "latency_ms": latency_ms, "outcome": outcome}
+                  "alert_event": m.event, "attempt": n, "status": status, "latency_ms": latency_ms, "outcome": outcome}
         if outcome == "delivered":
             log.info("delivery_attempt", **fields)
         else:
@@ -306,7 +325,10 @@ class Dispatcher:
         try:
             self.deliver(m)
         except Exception as exc:  # never let one message kill the delivery thread
-            log.error("delivery_error", destination=m.destination, msg_id=m.msg_id, error_type=type(exc).__name__)
+            t = self.targets.get(m.destination)
+            msg = t.clean(str(exc)) if t else str(exc)[:300]
+            log.error("delivery_error", destination=m.destination, msg_id=m.msg_id, error_type=type(exc).__name__,
+                      error=msg, where=_where(exc))
         finally:
             with self._busy_lock:
                 self._busy.discard(m.destination)
@@ -364,8 +386,7 @@ class Dispatcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        for t in self.targets.values():
-            t.client.close()
+        self._close_clients()
         if self.outbox is not None:
             self.outbox.close()
             self.outbox = None

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS messages (
   created_at REAL NOT NULL,
   state TEXT NOT NULL DEFAULT 'pending',
   attempts INTEGER NOT NULL DEFAULT 0,
+  round_base INTEGER NOT NULL DEFAULT 0,
   next_at REAL NOT NULL,
   last_status INTEGER,
   last_error TEXT,
@@ -90,6 +91,11 @@ class Message:
     payload: bytes
     attempts: int
     next_at: float
+    round_base: int = 0  # attempts made before the latest manual re-send
+
+    @property
+    def round_attempts(self) -> int:
+        return self.attempts - self.round_base
 
 
 class Outbox:
@@ -138,11 +144,17 @@ class Outbox:
     # -- messages ---------------------------------------------------------------------------
     def enqueue(self, rows: list[dict[str, Any]]) -> list[str]:
         """Insert messages (msg_id, destination, kind, alert_id, event, payload); ids already
-        present are left alone (idempotent). Returns the ids that were new."""
+        present are left alone (idempotent). A new "updated" message replaces an older
+        "updated" one of the same alert and destination that was never attempted (a slow
+        receiver gets the latest state, not a backlog). Returns the ids that were new."""
         now = time.time()
         new: list[str] = []
         with self.tx() as db:
             for r in rows:
+                if r["event"] == "updated":
+                    db.execute("DELETE FROM messages WHERE state='pending' AND attempts=0 AND event='updated' "
+                               "AND destination=? AND alert_id=? AND msg_id != ?",
+                               (r["destination"], r["alert_id"], r["msg_id"]))
                 cur = db.execute(
                     "INSERT OR IGNORE INTO messages (msg_id, destination, kind, alert_id, event, payload, created_at, next_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -159,7 +171,7 @@ class Outbox:
         qs = ",".join("?" * len(destinations))
         with self._lock:
             rows = self.db.execute(
-                f"SELECT seq, msg_id, destination, kind, alert_id, event, payload, attempts, next_at FROM messages m "
+                f"SELECT seq, msg_id, destination, kind, alert_id, event, payload, attempts, next_at, round_base FROM messages m "
                 f"WHERE state = 'pending' AND next_at <= ? AND destination IN ({qs}) "
                 "AND destination NOT IN (SELECT name FROM destinations WHERE disabled_at IS NOT NULL) "
                 "AND NOT EXISTS (SELECT 1 FROM messages p WHERE p.state = 'pending' AND p.destination = m.destination "
@@ -204,10 +216,11 @@ class Outbox:
                            (m.destination, time.time(), f"receiver answered {status} Gone"))
 
     def requeue(self, msg_id: str) -> bool:
-        """Manual re-send: the same id and body, a fresh round of attempts, due now."""
+        """Manual re-send: the same id and body, a fresh round of max_attempts, due now (the
+        attempt numbers in the delivery log keep counting)."""
         with self.tx() as db:
-            cur = db.execute("UPDATE messages SET state='pending', attempts=0, next_at=?, finished_at=NULL WHERE msg_id=?",
-                             (time.time(), msg_id))
+            cur = db.execute("UPDATE messages SET state='pending', round_base=attempts, next_at=?, finished_at=NULL "
+                             "WHERE msg_id=?", (time.time(), msg_id))
             return bool(cur.rowcount)
 
     def messages_of_alert(self, alert_id: str) -> list[dict[str, Any]]:

@@ -77,7 +77,7 @@ class Collector:
         self.stopping = False
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-{int(time.time()) & 0xFFFFFF:x}"
-        self._mappers: dict[str, Callable[[dict], dict]] = {}
+        self._adapters: dict[str, Any] = {}
         self._query: Any = None
         self._recover_task: asyncio.Task | None = None
         self._last_recover = 0.0
@@ -175,21 +175,22 @@ class Collector:
         self.metrics.refused.labels(code).inc()
         return ApiError(503, code, detail, headers={"Retry-After": str(self.settings.retry_after_s)})
 
-    def mapper(self, fmt: str | None) -> Callable[[dict], dict] | None:
+    def adapter(self, fmt: str | None) -> Any:
+        """The gateway adapter for ?format=NAME (None for the v1 wire format); 400 if unknown."""
         if fmt is None or fmt in ("", "v1"):
             return None
         if not FORMAT_RE.match(fmt):
             raise ApiError(400, "unknown_format", "unknown format")
-        m = self._mappers.get(fmt)
-        if m is None:
+        a = self._adapters.get(fmt)
+        if a is None:
             try:
                 from ingest.adapters import get_adapter
 
-                m = get_adapter(fmt).map
+                a = get_adapter(fmt)
             except (ImportError, KeyError, ValueError, LookupError):
                 raise ApiError(400, "unknown_format", f"unknown format {fmt[:64]!r}") from None
-            self._mappers[fmt] = m
-        return m
+            self._adapters[fmt] = a
+        return a
 
     def query(self) -> Any:
         if self._query is None:
@@ -199,13 +200,16 @@ class Collector:
         return self._query
 
     # ------------------------------------------------------------------ the ingest work (worker thread)
-    def process(self, raw: bytes, encoding: str, kind: str, source: str, mapper: Any, rid: str,
+    def process(self, raw: bytes, encoding: str, kind: str, source: str, adapter: Any, rid: str,
                 t_queued: float) -> tuple[int, dict[str, Any]]:
         s = self.settings
         if self.stopping:
             raise self.unavailable("shutting_down", "the collector is shutting down; retry")
         batch = bodies.decode_items(raw, encoding, kind, s.max_decompressed_bytes, s.max_batch_items)
-        n = len(batch.items)
+        items, origin, skipped, mapper = batch.items, None, 0, None
+        if adapter is not None:
+            items, origin, skipped, mapper = expand_records(batch.items, adapter, s.max_batch_items)
+        n = max(1, len(items))
         wait = self.limiter.bucket(source).take(n)
         if wait:
             self.metrics.refused.labels("rate_limited").inc()
@@ -221,7 +225,7 @@ class Collector:
                 raise self.unavailable("storage_unavailable", "storage is not writable (disk full, read-only "
                                        "or I/O error); nothing was acknowledged, retry")
             try:
-                res = ing.submit(batch.items, source=source, mapper=mapper)
+                res = ing.submit(items, source=source, mapper=mapper)
             except OSError as exc:  # WalError, ENOSPC on quarantine: nothing is acknowledged
                 log.error("storage_write_failed", chain_id=self.chain_id, request_id=rid, error_type=type(exc).__name__,
                           errno=getattr(exc, "errno", None))
@@ -232,9 +236,12 @@ class Collector:
                 self.pending_events -= n
         errors = []
         for r in res.rejected:
-            e = {"index": r.index, "field": r.field, "reason": r.reason}
-            if batch.lines is not None and 0 <= r.index < len(batch.lines):
-                e["line"] = batch.lines[r.index]
+            index, sub = origin[r.index] if origin is not None else (r.index, None)
+            e: dict[str, Any] = {"index": index, "field": r.field, "reason": r.reason}
+            if batch.lines is not None and 0 <= index < len(batch.lines):
+                e["line"] = batch.lines[index]
+            if sub is not None:
+                e["record"] = sub
             errors.append(e)
         rejected_items = len({r.index for r in res.rejected})
         m = self.metrics
@@ -246,9 +253,73 @@ class Collector:
             m.events.labels(source, "rejected").inc(rejected_items)
         status = 200
         if rejected_items:
-            status = 207 if res.stored + res.duplicates else 422
-        return status, {"stored": res.stored, "duplicates": res.duplicates, "rejected": rejected_items,
-                        "errors": errors, "chain_id": self.chain_id, "request_id": rid}
+            status = 207 if res.stored + res.duplicates + skipped else 422
+        out = {"stored": res.stored, "duplicates": res.duplicates, "rejected": rejected_items, "errors": errors,
+               "chain_id": self.chain_id, "request_id": rid}
+        if adapter is not None:
+            out["skipped"] = skipped
+        return status, out
+
+
+def expand_records(docs: list[Any], adapter: Any, max_items: int) -> tuple[list[Any], list[tuple[int, int | None]], int,
+                                                                        Callable[[dict], dict]]:
+    """?format=NAME: split each document (array item / NDJSON line) into the gateway's records
+    and map them here. Mapped events go to the write path as they are; records that are not
+    tool calls (SkipRecord) are counted, not quarantined; records that cannot be mapped go
+    with the adapter as mapper, so the write path quarantines them with the reason.
+    Returns (items, (document index, record index) per item, skipped, mapper)."""
+    import orjson
+
+    from ingest.adapters import SkipRecord
+
+    items: list[Any] = []
+    origin: list[tuple[int, int | None]] = []
+    skipped = 0
+    unmappable = False
+    mapped: set[int] = set()
+    for i, doc in enumerate(docs):
+        if isinstance(doc, bytes | bytearray | memoryview | str):
+            try:
+                doc = orjson.loads(doc)
+            except orjson.JSONDecodeError:
+                items.append(doc)  # rejected as invalid JSON by the write path
+                origin.append((i, None))
+                continue
+        try:
+            records = list(adapter.records(doc))
+        except ValueError:
+            items.append(doc if isinstance(doc, dict) else orjson.dumps(doc))
+            origin.append((i, None))
+            unmappable = True
+            continue
+        multi = len(records) > 1
+        for k, rec in enumerate(records):
+            try:
+                ev = adapter.map(rec)
+                items.append(ev)
+                mapped.add(id(ev))
+            except SkipRecord:
+                skipped += 1
+                continue
+            except (ValueError, KeyError, TypeError):
+                items.append(rec)
+                unmappable = True
+            origin.append((i, k if multi else None))
+            if len(items) > max_items:
+                raise ApiError(413, "too_many_items", f"more than {max_items} events in one request", limit=max_items)
+    mapper = _remap(adapter, mapped) if unmappable else None
+    return items, origin, skipped, mapper
+
+
+def _remap(adapter: Any, mapped: set[int]) -> Callable[[dict], dict]:
+    """Mapper for a batch that holds both mapped events and unmappable records: the events
+    mapped already (known by identity) pass through, the others are mapped again and fail
+    again, so the write path quarantines them with the adapter's reason."""
+
+    def mapper(obj: dict) -> dict:
+        return obj if id(obj) in mapped else adapter.map(obj)
+
+    return mapper
 
 
 def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
@@ -377,7 +448,7 @@ def create_app(config: Any, ingestor: Any | None = None, *, chain_id: str | None
             raise col.unavailable("backpressure", "too many batches waiting for the write-ahead log; retry later")
         kind = bodies.media_kind(request.headers.get("content-type"))
         encoding = bodies.content_encoding(request.headers.get("content-encoding"))
-        mapper = col.mapper(format)
+        adapter = col.adapter(format)
         deadline = t0 + s.request_timeout_s
         try:
             raw = await asyncio.wait_for(bodies.read_body(request, s.max_body_bytes), s.request_timeout_s)
@@ -387,7 +458,7 @@ def create_app(config: Any, ingestor: Any | None = None, *, chain_id: str | None
         loop = asyncio.get_running_loop()
         col.pending_requests += 1
         try:
-            fut = loop.run_in_executor(col.executor, col.process, raw, encoding, kind, source, mapper, rid,
+            fut = loop.run_in_executor(col.executor, col.process, raw, encoding, kind, source, adapter, rid,
                                        time.perf_counter())
             try:
                 status, result = await asyncio.wait_for(asyncio.shield(fut), max(0.001, deadline - time.perf_counter()))

@@ -25,6 +25,8 @@ class RejectedItem(BaseModel):
     field: str = Field(description="Dotted path of the offending field, or '(event)' for the whole item.")
     reason: str
     line: int | None = Field(None, description="1-based line of the item in an NDJSON body.")
+    record: int | None = Field(None, description="?format=: which record of the item (gateway documents that hold "
+                                                 "several records).")
 
 
 class IngestResult(BaseModel):
@@ -32,6 +34,7 @@ class IngestResult(BaseModel):
     duplicates: int = Field(description="Events whose event_id was already stored (idempotent retries).")
     rejected: int = Field(description="Items rejected and kept in quarantine (see errors).")
     errors: list[RejectedItem] = Field(description="One entry per problem of each rejected item.")
+    skipped: int | None = Field(None, description="?format=: gateway records that are not tool calls (not stored).")
     chain_id: str
     request_id: str
 

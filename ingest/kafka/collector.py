@@ -78,7 +78,8 @@ class CollectorStats:
     rebalances: int = 0
     commit_failures: int = 0
     write_failures: int = 0
-    first_durable_at: float | None = None  # wall clock of the first / last durable batch
+    first_fetch_at: float | None = None  # wall clock: first records fetched, first / last batch durable
+    first_durable_at: float | None = None
     last_durable_at: float | None = None
 
     @property
@@ -185,6 +186,7 @@ class KafkaCollector:
             batch = await consumer.getmany(timeout_ms=500, max_records=s.max_batch)
             now = time.monotonic()
             if batch:
+                self.stats.first_fetch_at = self.stats.first_fetch_at or time.time()
                 async with self._lock:
                     await self._process(batch)
                 idle_since = now

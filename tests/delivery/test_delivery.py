@@ -53,11 +53,13 @@ def test_signature_verifies_with_the_documented_snippet_and_rotation(data_dir, r
 
 
 def test_fails_twice_then_succeeds_delivers_exactly_once_with_one_id(data_dir):
+    from structlog.testing import capture_logs
+
     rcv = Receiver(script=[(500, {}), (503, {})])
     try:
         cfg = make_config(data_dir, [hook(rcv.url)])
         store = AlertStore(None)
-        with attach(store, cfg) as disp:
+        with capture_logs() as logs, attach(store, cfg) as disp:
             aid = raise_alert(store)
             assert rcv.wait_for(lambda r: any(x.status == 200 for x in r))
             assert wait(lambda: _states(cfg) == ["delivered"])
@@ -77,6 +79,10 @@ def test_fails_twice_then_succeeds_delivers_exactly_once_with_one_id(data_dir):
                                                                       (3, 200, "delivered")]
         assert all(a["latency_ms"] is not None and a["latency_ms"] >= 0 for a in log)
         assert msgs[0]["msg_id"] == got[0].headers["webhook-id"]
+        attempts = [x for x in logs if x["event"] == "delivery_attempt"]
+        assert [(x["attempt"], x["status"], x["outcome"]) for x in attempts] == [(1, 500, "retry"), (2, 503, "retry"),
+                                                                                 (3, 200, "delivered")]
+        assert not [x for x in logs if x["event"] == "delivery_error"]
     finally:
         rcv.close()
 
@@ -139,6 +145,9 @@ def test_dead_letter_after_last_attempt_then_manual_resend_same_id(data_dir):
             assert rcv.wait_for(lambda r: len(r) == 4 and r[-1].status == 200)
             assert wait(lambda: _states(cfg) == ["delivered"])
         assert len({x.headers["webhook-id"] for x in rcv.received}) == 1
+        msg = read_messages(cfg.layout.state_dir)[0]
+        log = read_attempts(cfg.layout.state_dir, [msg["msg_id"]])
+        assert [(a["n"], a["outcome"]) for a in log] == [(1, "retry"), (2, "retry"), (3, "dead"), (4, "delivered")]
     finally:
         rcv.close()
 
@@ -217,6 +226,8 @@ def test_config_validation_is_secure_by_default():
 
 
 def test_slack_and_pagerduty_payloads_and_no_secret_on_disk_or_in_logs(data_dir, capfd):
+    from structlog.testing import capture_logs
+
     slack = Receiver()
     pd = Receiver(default=(202, {}))
     try:
@@ -227,7 +238,7 @@ def test_slack_and_pagerduty_payloads_and_no_secret_on_disk_or_in_logs(data_dir,
              "backoff_base_s": 0.05, "on": ["firing", "updated", "resolved"]},
         ])
         store = AlertStore(None)
-        with attach(store, cfg):
+        with capture_logs() as logs, attach(store, cfg):
             aid = raise_alert(store, session="<https://evil.example|click me>")
             assert slack.wait_for(lambda r: len(r) == 1) and pd.wait_for(lambda r: len(r) == 1)
             store.set_status(aid, "resolved", who="alice", note="benign")
@@ -245,8 +256,10 @@ def test_slack_and_pagerduty_payloads_and_no_secret_on_disk_or_in_logs(data_dir,
         raw = b"".join(p.read_bytes() for p in (cfg.layout.state_dir / "delivery").glob("*"))
         assert rk.encode() not in raw and b"XXXXsecretpath" not in raw
         out, err = capfd.readouterr()
+        text = json.dumps(logs, default=str)
         for s in (rk, "XXXXsecretpath", SECRET):
-            assert s not in out and s not in err
+            assert s not in out and s not in err and s not in text
+        assert "delivery_attempt" in text and "delivery_error" not in text
     finally:
         slack.close()
         pd.close()
@@ -262,3 +275,28 @@ def test_second_owner_is_refused(data_dir, receiver):
         other = attach(AlertStore(None), cfg, name="worker-1")  # a second detector process uses its own outbox
         other.close()
     assert attach(AlertStore(None), make_config(data_dir, [])).active is False  # no destinations: no-op
+
+
+def test_pending_updates_of_one_alert_coalesce(data_dir):
+    rcv = Receiver(default=(503, {"Retry-After": "30"}))
+    try:
+        cfg = make_config(data_dir, [hook(rcv.url, on=["firing", "updated"])])
+        store = AlertStore(None)
+        with attach(store, cfg):
+            raise_alert(store, n=1)
+            assert rcv.wait_for(lambda r: len(r) == 1)        # firing: attempted, now waiting 30 s
+            for n in (2, 3, 4):                                 # three more matches fold into the alert
+                raise_alert(store, n=n)
+            msgs = read_messages(cfg.layout.state_dir)
+        assert sorted(m["event"] for m in msgs) == ["firing", "updated"]   # one pending update: the latest
+        upd = [m for m in msgs if m["event"] == "updated"][0]
+        from detect.delivery.outbox import Outbox
+
+        ob = Outbox(cfg.layout.state_dir)
+        try:
+            payload = ob.db.execute("SELECT payload FROM messages WHERE msg_id=?", (upd["msg_id"],)).fetchone()[0]
+        finally:
+            ob.close()
+        assert orjson.loads(payload)["data"]["evidence_total"] == 4
+    finally:
+        rcv.close()

@@ -478,3 +478,60 @@ def test_property_arbitrary_json_never_raises_and_keeps_shape(args):
 def test_helpers():
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
     assert is_placeholder("${API_KEY}") and is_placeholder("DB_PASSWORD") and not is_placeholder("$m71JxYYQi")
+
+
+# --------------------------------------------------------------------------- fast path == full walk
+
+_KEY_WORDS = ["password", "pass", "pwd", "secret", "token", "api", "key", "access", "private", "auth", "cookie",
+              "session", "client", "dsn", "conn", "str", "string", "credentials", "jwt", "pat", "otp", "header",
+              "basic", "max", "count", "name", "id", "next", "user", "db", "x", "aws", "value", "data"]
+
+
+@st.composite
+def _key_names(draw):
+    words = draw(st.lists(st.sampled_from(_KEY_WORDS), min_size=1, max_size=4))
+    style = draw(st.sampled_from(["snake", "kebab", "camel", "upper", "plain", "dots", "title"]))
+    if style == "camel":
+        return words[0] + "".join(w.title() for w in words[1:])
+    if style == "title":
+        return "-".join(w.title() for w in words)
+    sep = {"snake": "_", "kebab": "-", "upper": "_", "plain": "", "dots": "."}[style]
+    k = sep.join(words)
+    return k.upper() if style == "upper" else k
+
+
+@st.composite
+def _values(draw):
+    kind = draw(st.integers(0, 5))
+    if kind == 0:
+        return draw(st.text(max_size=30))
+    if kind == 1:
+        return gen_secret(draw(st.sampled_from(SECRET_TYPES)), random.Random(draw(st.integers(0, 2**32)))).snippet
+    if kind == 2:
+        return draw(st.sampled_from(["${TOKEN}", "hunter2", "Tr0ub4dor&3", "null", "", "x" * 40, "ok"]))
+    if kind == 3:
+        return draw(st.integers(-10**15, 10**16))
+    if kind == 4:
+        return f"{draw(_key_names())}={draw(st.sampled_from(['S3cr3t-V4lue', 'abc', '${X}']))}"
+    return base64.b64encode(draw(st.text(min_size=12, max_size=40)).encode()).decode()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_key_names(), st.one_of(_values(), st.lists(_values(), max_size=3),
+                                               st.dictionaries(_key_names(), _values(), max_size=3)), max_size=5),
+       st.one_of(st.none(), _values().filter(lambda v: isinstance(v, str))))
+def test_property_fast_path_agrees_with_full_walk(args, error):
+    """The gate / mid-path shortcuts never change the result: same output as walking everything."""
+    r = Redactor(KEY, secret_keys=["internal_ref"])
+    ev = _event(args) if error is None else _event(args, error=error)
+    assert r.redact_fields(ev) == r._redact_fields_walk(ev, None)
+
+
+def test_fast_path_agrees_on_corpus():
+    from tests.ingest.redaction_corpus import lookalikes, realistic_events, secret_cases
+
+    r = Redactor(KEY)
+    evs = realistic_events(1500, seed=21, secret_ratio=0.2) + [c.fields for c in secret_cases(4, 1)]
+    evs += [{"args": v if isinstance(v, dict) else {"note": v}} for _, v in lookalikes(4)]
+    for ev in evs:
+        assert r.redact_fields(ev) == r._redact_fields_walk(ev, None)

@@ -466,7 +466,9 @@ def cmd_resend(args: argparse.Namespace) -> int:
         raise _user_error(ValueError(f"no message {ident!r} in any outbox"))
     req: dict[str, Any] = {"op": "resend", "id": ident, "destination": args.destination,
                            "request_id": uuid.uuid4().hex[:12]}
-    if not found:
+    if args.destination:
+        found = [m for m in found if m["destination"] == args.destination]
+    if not found:  # never delivered (to this destination): send the alert's current state fresh
         snap = _alert_snapshot(args, ident)
         if snap is None:
             raise _user_error(ValueError(f"no alert {ident!r} (and no delivery of it)"))
