@@ -164,6 +164,9 @@ def main() -> None:
     from tooltrail.logs import configure_logging
 
     configure_logging("warning")
+    import logging
+
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     broker = None
     bootstrap = args.bootstrap
     if not bootstrap:

@@ -92,7 +92,8 @@ class CatalogFile(BaseModel):
     tools: list[ToolEntry] = Field(default_factory=list)
     internal: DestLists = Field(default_factory=DestLists)
     external: DestLists = Field(default_factory=DestLists)
-    default_external: dict[str, bool] = Field(default_factory=dict, description="per destination type: unknown values count as external?")
+    default_external: dict[str, bool] = Field(
+        default_factory=dict, description="per destination type: unknown values count as external?")
 
 
 _IP_CACHE: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address | None] = {}

@@ -42,16 +42,68 @@ from detect.catalog import (
     url_host,
 )
 
-EVENT_FIELDS = ("event_id", "ts", "principal", "agent", "token_id", "session", "correlation_id", "server",
-                "server_version", "tool", "tool_description_hash", "decision", "reason", "scope_checked",
-                "result", "error", "latency_ms", "result_bytes", "source", "received_at", "chain_id", "seq")
-DERIVED_FIELDS = ("cap", "args_text", "dest.type", "dest.values", "dest.external", "dest.external_values",
-                  "dest.internal_values", "url.host", "redacted", "redaction_types", "hour", "scopes_granted",
-                  "origin", "reasons.field", "reasons.reason", "raw")
+EVENT_FIELDS = (
+    "event_id",
+    "ts",
+    "principal",
+    "agent",
+    "token_id",
+    "session",
+    "correlation_id",
+    "server",
+    "server_version",
+    "tool",
+    "tool_description_hash",
+    "decision",
+    "reason",
+    "scope_checked",
+    "result",
+    "error",
+    "latency_ms",
+    "result_bytes",
+    "source",
+    "received_at",
+    "chain_id",
+    "seq",
+)
+DERIVED_FIELDS = (
+    "cap",
+    "args_text",
+    "dest.type",
+    "dest.values",
+    "dest.external",
+    "dest.external_values",
+    "dest.internal_values",
+    "url.host",
+    "redacted",
+    "redaction_types",
+    "hour",
+    "scopes_granted",
+    "origin",
+    "reasons.field",
+    "reasons.reason",
+    "raw",
+)
 PREFIX_FIELDS = ("args.", "labels.", "redactions.")
 STATIC_FIELDS = frozenset({"server", "tool", "decision", "result", "cap", "redacted"})
-OPS = ("eq", "ne", "in", "not_in", "glob", "regex", "cidr", "contains", "startswith", "gt", "gte", "lt", "lte",
-       "exists", "ref", "contains_ref")
+OPS = (
+    "eq",
+    "ne",
+    "in",
+    "not_in",
+    "glob",
+    "regex",
+    "cidr",
+    "contains",
+    "startswith",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "exists",
+    "ref",
+    "contains_ref",
+)
 
 
 class ConditionError(ValueError):
@@ -63,7 +115,9 @@ class Ctx:
 
     __slots__ = ("rec", "ts", "ti", "caps", "cat", "_texts", "_dest", "_hosts")
 
-    def __init__(self, rec: dict[str, Any], ts: float, ti: ToolInfo | None, caps: frozenset[str], cat: Catalog | None) -> None:
+    def __init__(
+        self, rec: dict[str, Any], ts: float, ti: ToolInfo | None, caps: frozenset[str], cat: Catalog | None
+    ) -> None:
         self.rec = rec
         self.ts = ts
         self.ti = ti
@@ -117,6 +171,7 @@ def getter(name: str) -> Callable[[Ctx], Any]:
             if attr == "external_values":
                 return d.external
             return d.internal
+
         return g_dest
     if name == "redacted":
         return lambda c: bool(c.rec.get("redactions"))
@@ -163,7 +218,11 @@ def _op_pred(op: str, arg: Any, where: str) -> tuple[Pred, list[str]]:
     if op == "eq":
         if isinstance(arg, bool):
             return (lambda v, e: any(x is arg or x == arg for x in _values(v))), []
-        return (lambda v, e: any(x == arg or (not isinstance(x, bool) and _norm_text(x) == _norm_text(arg)) for x in _values(v))), []
+        return (
+            lambda v, e: any(
+                x == arg or (not isinstance(x, bool) and _norm_text(x) == _norm_text(arg)) for x in _values(v)
+            )
+        ), []
     if op == "ne":
         p, _ = _op_pred("eq", arg, where)
         return (lambda v, e: not p(v, e)), []
@@ -199,6 +258,7 @@ def _op_pred(op: str, arg: Any, where: str) -> tuple[Pred, list[str]]:
                 if ip is not None and any(ip.version == n.version and ip in n for n in nets):
                     return True
             return False
+
         return p_cidr, []
     if op == "contains":
         subs = [str(a) for a in (arg if isinstance(arg, list) else [arg])]
@@ -209,8 +269,12 @@ def _op_pred(op: str, arg: Any, where: str) -> tuple[Pred, list[str]]:
     if op in ("gt", "gte", "lt", "lte"):
         if isinstance(arg, bool) or not isinstance(arg, int | float):
             raise ConditionError(f"{where}: '{op}' needs a number")
-        cmp = {"gt": lambda x: x > arg, "gte": lambda x: x >= arg, "lt": lambda x: x < arg, "lte": lambda x: x <= arg}[op]
-        return (lambda v, e: any(isinstance(x, int | float) and not isinstance(x, bool) and cmp(x) for x in _values(v))), []
+        cmp = {"gt": lambda x: x > arg, "gte": lambda x: x >= arg, "lt": lambda x: x < arg, "lte": lambda x: x <= arg}[
+            op
+        ]
+        return (
+            lambda v, e: any(isinstance(x, int | float) and not isinstance(x, bool) and cmp(x) for x in _values(v))
+        ), []
     if op == "exists":
         want = bool(arg)
         return (lambda v, e: (len(_values(v)) > 0 and v != "") == want), []
@@ -219,11 +283,13 @@ def _op_pred(op: str, arg: Any, where: str) -> tuple[Pred, list[str]]:
             raise ConditionError(f"{where}: '{op}' needs 'step_name.field'")
         name = arg
         if op == "ref":
+
             def p_ref(v: Any, e: dict[str, Any] | None) -> bool:
                 if e is None or name not in e:
                     return False
                 want = {_norm_text(x) for x in _values(e[name])}
                 return any(_norm_text(x) in want for x in _values(v))
+
             return p_ref, [name]
 
         def p_cref(v: Any, e: dict[str, Any] | None) -> bool:
@@ -231,6 +297,7 @@ def _op_pred(op: str, arg: Any, where: str) -> tuple[Pred, list[str]]:
                 return False
             needles = [_norm_text(x) for x in _values(e[name]) if _norm_text(x)]
             return any(isinstance(x, str) and n in x for x in _values(v) for n in needles)
+
         return p_cref, [name]
     raise ConditionError(f"{where}: unknown operator {op!r}; known: {', '.join(OPS)}")
 
@@ -257,10 +324,7 @@ class Leaf(Node):
 
     def test(self, c: Ctx, env: dict[str, Any] | None = None) -> bool:
         v = self.get(c)
-        for p in self.preds:
-            if not p(v, env):
-                return False
-        return True
+        return all(p(v, env) for p in self.preds)
 
     def tri(self, c: Ctx) -> bool | None:
         return self.test(c) if self.static else None
@@ -272,10 +336,7 @@ class All(Node):
         self.refs = [r for k in kids for r in k.refs]
 
     def test(self, c: Ctx, env: dict[str, Any] | None = None) -> bool:
-        for k in self.kids:
-            if not k.test(c, env):
-                return False
-        return True
+        return all(k.test(c, env) for k in self.kids)
 
     def tri(self, c: Ctx) -> bool | None:
         out: bool | None = True
@@ -294,10 +355,7 @@ class AnyOf(Node):
         self.refs = [r for k in kids for r in k.refs]
 
     def test(self, c: Ctx, env: dict[str, Any] | None = None) -> bool:
-        for k in self.kids:
-            if k.test(c, env):
-                return True
-        return False
+        return any(k.test(c, env) for k in self.kids)
 
     def tri(self, c: Ctx) -> bool | None:
         out: bool | None = False
@@ -351,7 +409,11 @@ def _fast_test(key: str, m: Any) -> Callable[..., bool] | None:
     """Specialised tests for the hot, simple cases on scalar event fields."""
     if key not in EVENT_FIELDS:
         if key == "redacted" and isinstance(m, bool):
-            return (lambda c, env=None: bool(c.rec.get("redactions"))) if m else (lambda c, env=None: not c.rec.get("redactions"))
+            return (
+                (lambda c, env=None: bool(c.rec.get("redactions")))
+                if m
+                else (lambda c, env=None: not c.rec.get("redactions"))
+            )
         return None
     if isinstance(m, str):
         return lambda c, env=None: c.rec.get(key) == m
@@ -390,7 +452,15 @@ def compile_condition(spec: Any, where: str = "where") -> Node:
             if not isinstance(key, str) or not known_field(key):
                 raise ConditionError(f"{path}: unknown field {key!r}")
             if key == "cap":
-                for c in (m if isinstance(m, list) else [m] if isinstance(m, str) else m.get("in", m.get("eq", [])) if isinstance(m, dict) else []):
+                for c in (
+                    m
+                    if isinstance(m, list)
+                    else [m]
+                    if isinstance(m, str)
+                    else m.get("in", m.get("eq", []))
+                    if isinstance(m, dict)
+                    else []
+                ):
                     if isinstance(c, str) and c not in CAPABILITIES:
                         raise ConditionError(f"{path}: unknown capability {c!r}; known: {', '.join(CAPABILITIES)}")
             preds: list[Pred] = []

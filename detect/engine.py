@@ -35,17 +35,24 @@ from detect.timeutil import parse_duration, ts_epoch
 from schemas.alert import Alert
 
 STATE_VERSION = 1
-SWEEP_EVERY_S = 60.0
+SWEEP_EVERY_S = 600.0
 
 Dispatch = list[tuple[Executor, list[tuple[int, Node, bool | None]]]]
 
 
 class DetectionEngine:
-    def __init__(self, rules: list[Rule], catalog: Catalog | None = None, store: AlertStore | None = None, *,
-                 detectors: list[StatDetector] | None = None, state_path: Path | str | None = None,
-                 on_match: Callable[[Match, str | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        rules: list[Rule],
+        catalog: Catalog | None = None,
+        store: AlertStore | None = None,
+        *,
+        detectors: list[StatDetector] | None = None,
+        state_path: Path | str | None = None,
+        on_match: Callable[[Match, str | None], None] | None = None,
+    ) -> None:
         self.catalog = catalog or Catalog.load()
-        self.store = store or AlertStore(None)
+        self.store = store if store is not None else AlertStore(None)  # an empty store is falsy (__len__)
         self.rules = rules
         self.execs: list[Executor] = [make_executor(r) for r in rules if r.spec.input == "events"]
         self.q_execs: list[Executor] = [make_executor(r) for r in rules if r.spec.input == "quarantine"]
@@ -69,9 +76,16 @@ class DetectionEngine:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: Any, *, rule_dirs: list[str] | None = None, builtin_rules: bool = True,
-                    alerts_dir: Path | str | None | bool = True, with_stats: bool | None = None,
-                    load_state: bool = True) -> DetectionEngine:
+    def from_config(
+        cls,
+        config: Any,
+        *,
+        rule_dirs: list[str] | None = None,
+        builtin_rules: bool = True,
+        alerts_dir: Path | str | None | bool = True,
+        with_stats: bool | None = None,
+        load_state: bool = True,
+    ) -> DetectionEngine:
         """Engine from a tooltrail Config. alerts_dir=True: the lake's alert store (this process
         owns it); None/False: memory only (backtest)."""
         ds = config.detect
@@ -95,7 +109,13 @@ class DetectionEngine:
             self.on_match(m, aid)
 
     def _build_dispatch(self, key: tuple[Any, ...], ti: ToolInfo) -> Dispatch:
-        srec = {"server": key[0], "tool": key[1], "decision": key[2], "result": key[3], "redactions": None if key[5] else {"?": 1}}
+        srec = {
+            "server": key[0],
+            "tool": key[1],
+            "decision": key[2],
+            "result": key[3],
+            "redactions": None if key[5] else {"?": 1},
+        }
         sc = Ctx(srec, 0.0, ti, key[4], None)
         out: Dispatch = []
         for ex in self.execs:
@@ -206,7 +226,9 @@ class DetectionEngine:
             rec = dict(it)
             rec.setdefault("ts", it["received_at"])
             if "event_id" not in rec:
-                rec["event_id"] = "q_" + hashlib.sha256(orjson.dumps(it, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:24]
+                rec["event_id"] = (
+                    "q_" + hashlib.sha256(orjson.dumps(it, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:24]
+                )
             self.stats["quarantine"] += 1
             if ts > self.q_watermark:
                 self.q_watermark = ts
@@ -219,7 +241,8 @@ class DetectionEngine:
 
     # -- state -----------------------------------------------------------------------------------
     def _fingerprint(self, ex: Executor) -> str:
-        return f"{ex.rule.id}@{ex.rule.spec.version}:{hashlib.sha256(orjson.dumps(ex.rule.spec.model_dump(mode='json', exclude={'tests'}))).hexdigest()[:16]}"
+        spec = orjson.dumps(ex.rule.spec.model_dump(mode="json", exclude={"tests"}))
+        return f"{ex.rule.id}@{ex.rule.spec.version}:{hashlib.sha256(spec).hexdigest()[:16]}"
 
     def state(self) -> dict[str, Any]:
         return {

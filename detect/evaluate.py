@@ -49,10 +49,12 @@ def _redact(v: Any, counts: dict[str, int]) -> Any:
     if isinstance(v, str):
         for name, rx in _SECRET_PATTERNS:
             if rx.search(v):
+
                 def sub(m: re.Match[str], name: str = name) -> str:
                     counts[name] = counts.get(name, 0) + 1
                     fp = hmac.new(_KEY, m.group(0).encode(), hashlib.sha256).hexdigest()[:8]
                     return f"[REDACTED:{name}:{fp}]"
+
                 v = rx.sub(sub, v)
         return v
     if isinstance(v, dict):
@@ -74,15 +76,14 @@ def build_records(items: list[LabeledEvent], validate: bool = True) -> list[dict
         ev = it.event
         if ev is None:
             continue
-        if validate:
-            fields = event_fields(ToolCallEvent.model_validate(ev))
-        else:
-            fields = dict(ev)
+        fields = event_fields(ToolCallEvent.model_validate(ev)) if validate else dict(ev)
         counts: dict[str, int] = {}
         fields = _redact(fields, counts)
         chain = f"{it.source}-0"
         recv = epoch_ts(ts_epoch(fields["ts"]) + 0.05)
-        rec = build_record(fields, source=it.source, received_at=recv, redactions=counts, chain_id=chain, seq=seqs[chain])
+        rec = build_record(
+            fields, source=it.source, received_at=recv, redactions=counts, chain_id=chain, seq=seqs[chain]
+        )
         seqs[chain] += 1
         h = hashlib.sha256(prev.get(chain, "").encode() + orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)).hexdigest()
         prev[chain] = h
@@ -127,25 +128,52 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "events": self.events, "benign_events": self.benign_events, "attacks": self.attacks,
-            "false_alerts": self.false_alerts, "false_alerts_per_10k_benign": round(self.false_per_10k, 3),
+            "events": self.events,
+            "benign_events": self.benign_events,
+            "attacks": self.attacks,
+            "false_alerts": self.false_alerts,
+            "false_alerts_per_10k_benign": round(self.false_per_10k, 3),
             "seconds": round(self.seconds, 2),
-            "detectors": [{"detector": r.detector, "kinds": r.kinds, "injected": r.injected, "detected": r.detected,
-                           "recall": r.recall, "precision": r.precision, "alerts": r.alerts, "false_alerts": r.false_alerts,
-                           "false_per_10k_benign": round(r.false_alerts / self.benign_events * 10_000, 3) if self.benign_events else 0,
-                           "median_ttd_s": statistics.median(r.ttd) if r.ttd else None} for r in self.rows],
+            "detectors": [
+                {
+                    "detector": r.detector,
+                    "kinds": r.kinds,
+                    "injected": r.injected,
+                    "detected": r.detected,
+                    "recall": r.recall,
+                    "precision": r.precision,
+                    "alerts": r.alerts,
+                    "false_alerts": r.false_alerts,
+                    "false_per_10k_benign": round(r.false_alerts / self.benign_events * 10_000, 3)
+                    if self.benign_events
+                    else 0,
+                    "median_ttd_s": statistics.median(r.ttd) if r.ttd else None,
+                }
+                for r in self.rows
+            ],
             "kinds": self.kinds,
         }
 
 
-def evaluate(seed: int = 1, days: int = 5, principals: int = 60, attacks_per_kind: int = 3, *, batch: int = 2000,
-             validate: bool = True, progress: Any = None, items: list[LabeledEvent] | None = None,
-             stats: StatsSettings | None = None) -> EvalResult:
+def evaluate(
+    seed: int = 1,
+    days: int = 5,
+    principals: int = 60,
+    attacks_per_kind: int = 3,
+    *,
+    batch: int = 2000,
+    validate: bool = True,
+    progress: Any = None,
+    items: list[LabeledEvent] | None = None,
+    stats: StatsSettings | None = None,
+) -> EvalResult:
     import time as _t
 
     t_start = _t.perf_counter()
     if items is None:
-        items = list(generate(seed=seed, days=days, principals=principals, attacks=True, attacks_per_kind=attacks_per_kind))
+        items = list(
+            generate(seed=seed, days=days, principals=principals, attacks=True, attacks_per_kind=attacks_per_kind)
+        )
     records = build_records(items, validate=validate)
     label: dict[str, str] = {}
     attack_kind: dict[str, str] = {}
@@ -169,8 +197,13 @@ def evaluate(seed: int = 1, days: int = 5, principals: int = 60, attacks_per_kin
         matches.append((m.meta.rule_id, aid, m.ts, {label[i] for i in ids if i in label}))
 
     catalog = Catalog.load([DEMO_CATALOG])
-    eng = DetectionEngine(load_rules(), catalog, AlertStore(None), detectors=default_detectors(stats or StatsSettings()),
-                          on_match=on_match)
+    eng = DetectionEngine(
+        load_rules(),
+        catalog,
+        AlertStore(None),
+        detectors=default_detectors(stats or StatsSettings()),
+        on_match=on_match,
+    )
     buf: list[dict[str, Any]] = []
     ri = 0
     done = 0
@@ -239,9 +272,15 @@ def evaluate(seed: int = 1, days: int = 5, principals: int = 60, attacks_per_kin
         kd["median_ttd_s"] = statistics.median(kd["ttd"]) if kd["ttd"] else None
         del kd["ttd"]
     benign = sum(1 for it in items if it.event is not None and it.attack_id is None)
-    return EvalResult(events=len(records), benign_events=benign, attacks=len(attack_kind), rows=list(rows.values()),
-                      kinds=kinds, false_alerts=sum(r.false_alerts for r in rows.values()),
-                      seconds=_t.perf_counter() - t_start)
+    return EvalResult(
+        events=len(records),
+        benign_events=benign,
+        attacks=len(attack_kind),
+        rows=list(rows.values()),
+        kinds=kinds,
+        false_alerts=sum(r.false_alerts for r in rows.values()),
+        seconds=_t.perf_counter() - t_start,
+    )
 
 
 def _fmt_pct(x: float | None) -> str:
@@ -255,15 +294,21 @@ def _fmt_ttd(x: float | None) -> str:
 
 
 def format_table(res: EvalResult) -> str:
-    lines = [f"events: {res.events} ({res.benign_events} benign), injected attacks: {res.attacks}, "
-             f"false alerts: {res.false_alerts} = {res.false_per_10k:.2f} per 10,000 benign events", ""]
-    hdr = f"| {'detector':<22} | {'attack kinds':<34} | {'recall':>6} | {'precision':>9} | {'alerts':>6} | {'false/10k benign':>16} | {'median TTD':>10} |"
+    lines = [
+        f"events: {res.events} ({res.benign_events} benign), injected attacks: {res.attacks}, "
+        f"false alerts: {res.false_alerts} = {res.false_per_10k:.2f} per 10,000 benign events",
+        "",
+    ]
+    hdr = (f"| {'detector':<22} | {'attack kinds':<34} | {'recall':>6} | {'precision':>9} | {'alerts':>6} | "
+           f"{'false/10k benign':>16} | {'median TTD':>10} |")
     lines.append(hdr)
     lines.append("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|")
     for r in sorted(res.rows, key=lambda r: r.detector):
         fp = r.false_alerts / res.benign_events * 10_000 if res.benign_events else 0.0
         med = statistics.median(r.ttd) if r.ttd else None
         rec = f"{_fmt_pct(r.recall)}" if r.injected else "-"
-        lines.append(f"| {r.detector:<22} | {','.join(r.kinds)[:34]:<34} | {rec:>6} | {_fmt_pct(r.precision):>9} | "
-                     f"{r.alerts:>6} | {fp:>16.2f} | {_fmt_ttd(med):>10} |")
+        lines.append(
+            f"| {r.detector:<22} | {','.join(r.kinds)[:34]:<34} | {rec:>6} | {_fmt_pct(r.precision):>9} | "
+            f"{r.alerts:>6} | {fp:>16.2f} | {_fmt_ttd(med):>10} |"
+        )
     return "\n".join(lines)

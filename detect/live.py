@@ -17,6 +17,7 @@ from detect.engine import DetectionEngine, Listener
 from tooltrail.logs import get_logger
 
 log = get_logger("tooltrail.detect.live")
+FLUSH_EVERY_S = 2.0
 
 
 def attach(ingestor: Any) -> DetectionEngine:
@@ -35,18 +36,31 @@ def attach(ingestor: Any) -> DetectionEngine:
 
     ingestor.add_listener(on_records)
     ingestor.add_quarantine_listener(on_quarantine)
-    try:
-        from detect.delivery import attach as attach_delivery
-    except ImportError:  # delivery not installed in this build
-        attach_delivery = None
-    if attach_delivery is not None:
-        attach_delivery(engine.store, config)
+    from detect.delivery import attach as attach_delivery
 
-    def save() -> None:
+    dispatcher = attach_delivery(engine.store, config)
+    stop = threading.Event()
+
+    def flush_loop() -> None:
+        # Status changes made in the dashboard (ack/resolve) reach webhooks even when no
+        # events arrive: the store picks them up on flush.
+        while not stop.wait(FLUSH_EVERY_S):
+            try:
+                with lock:
+                    engine.store.flush()
+            except Exception as exc:
+                log.error("alert_flush_failed", error=str(exc)[:300])
+
+    threading.Thread(target=flush_loop, name="alert-flush", daemon=True).start()
+
+    def shutdown() -> None:
+        stop.set()
         with lock:
+            engine.flush()
             engine.save_state()
+        dispatcher.close()
 
-    atexit.register(save)
+    atexit.register(shutdown)
     log.info("live_detection_attached", chain_id=ingestor.chain_id, rules=len(engine.rules),
              detectors=len(engine.detectors))
     return engine

@@ -44,12 +44,22 @@ class ThresholdSpec(_M):
 
 class NewTermSpec(_M):
     fields: list[str] = Field(min_length=1)
-    history_by: list[str] = Field(default_factory=list, description="Learning period / history per these fields (prefix of `fields`); empty: global.")
+    history_by: list[str] = Field(
+        default_factory=list,
+        description="Learning period / history per these fields (prefix of `fields`); empty: global.",
+    )
     learning: str = Field("0s", description="No alerts until the history group has been seen this long.")
-    require_history: bool = Field(False, description="Alert only when the group already had another term (drift after first sight).")
+    require_history: bool = Field(
+        False, description="Alert only when the group already had another term (drift after first sight)."
+    )
     max_terms: int = Field(1_000_000, ge=1)
-    unless_known: list[str] = Field(default_factory=list, description="Peer suppression: no alert when these fields' values already occur in the terms of ...")
-    unless_min_groups: int = Field(3, ge=1, description="... at least this many other history groups (e.g. a server already used by 3 principals).")
+    unless_known: list[str] = Field(
+        default_factory=list,
+        description="Peer suppression: no alert when these fields' values already occur in the terms of ...",
+    )
+    unless_min_groups: int = Field(
+        3, ge=1, description="... at least this many other history groups (e.g. a server already used by 3 principals)."
+    )
 
 
 class RuleTestSpec(_M):
@@ -77,9 +87,16 @@ class RuleSpec(_M):
     maxspan: str | None = None
     steps: list[StepSpec] = Field(default_factory=list)
     new_term: NewTermSpec | None = None
-    group_window: str = Field("1h", description="Matches with the same dedup key within this time of the last one fold into the open alert.")
-    suppress_for: str = Field("0s", description="After an alert, further matches of its key within this time of its first match are only counted.")
-    dedup_by: list[str] | None = Field(None, description="Dedup key fields (default: group_by, else principal + session).")
+    group_window: str = Field(
+        "1h", description="Matches with the same dedup key within this time of the last one fold into the open alert."
+    )
+    suppress_for: str = Field(
+        "0s",
+        description="After an alert, further matches of its key within this time of its first match are only counted.",
+    )
+    dedup_by: list[str] | None = Field(
+        None, description="Dedup key fields (default: group_by, else principal + session)."
+    )
     context: list[str] = Field(default_factory=list, description="Fields copied into the alert context.")
     tests: list[RuleTestSpec] = Field(default_factory=list)
 
@@ -139,7 +156,7 @@ class RuleSpec(_M):
             parse_duration(self.new_term.learning)
             if self.new_term.history_by != self.new_term.fields[: len(self.new_term.history_by)]:
                 raise ValueError("new_term.history_by must be a prefix of new_term.fields")
-            if any(f not in self.new_term.fields[len(self.new_term.history_by):] for f in self.new_term.unless_known):
+            if any(f not in self.new_term.fields[len(self.new_term.history_by) :] for f in self.new_term.unless_known):
                 raise ValueError("new_term.unless_known must name fields of new_term.fields outside history_by")
         if self.tests:
             if not any(t.alerts > 0 for t in self.tests):
@@ -214,11 +231,16 @@ def compile_rule(spec: RuleSpec, path: str = "<memory>") -> Rule:
     if spec.input == "quarantine" and spec.kind not in ("match", "threshold"):
         raise ConditionError("input: quarantine supports kinds match and threshold")
     return Rule(
-        spec=spec, path=path, where=where, steps=steps,
+        spec=spec,
+        path=path,
+        where=where,
+        steps=steps,
         group_getters=[getter(g) for g in spec.group_by],
-        dedup_fields=list(dedup), dedup_getters=[getter(g) for g in dedup],
+        dedup_fields=list(dedup),
+        dedup_getters=[getter(g) for g in dedup],
         context_getters=[(c, getter(c)) for c in spec.context],
-        group_window=parse_duration(spec.group_window), suppress_for=parse_duration(spec.suppress_for),
+        group_window=parse_duration(spec.group_window),
+        suppress_for=parse_duration(spec.suppress_for),
     )
 
 

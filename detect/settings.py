@@ -19,7 +19,11 @@ class StatsTuning(BaseModel):
 
     volume_min_days: int = Field(2, ge=1, description="Days of history before volume alerts.")
     volume_z: float = Field(6.0, gt=0, description="Robust z-score threshold of the volume shift.")
-    volume_ratio: float = Field(2.0, ge=1, description="... and at least this many times the key's busy-hour level (p95 of active hours, 7 days).")
+    volume_ratio: float = Field(
+        2.0,
+        ge=1,
+        description="... and at least this many times the key's busy-hour level (p95 of active hours, 7 days).",
+    )
     volume_min_principal: int = Field(150, ge=1, description="Minimum calls per hour (principal) to alert.")
     volume_min_tool: int = Field(100, ge=1, description="Minimum calls per hour (principal x tool) to alert.")
     deny_window_s: float = Field(1800.0, gt=0)
@@ -59,9 +63,13 @@ class DetectSettings(BaseModel):
     rule_dirs: list[str] = Field(default_factory=list, description="Extra rule directories (YAML).")
     catalog_file: str | None = Field(None, description="Tool catalog overrides (YAML).")
     statistical: bool = Field(True, description="Run the statistical detectors.")
-    detectors: list[str] | None = Field(None, description="Subset of volume, deny_ratio, rare_sequence, isolation_forest (default: all).")
+    detectors: list[str] | None = Field(
+        None, description="Subset of volume, deny_ratio, rare_sequence, isolation_forest (default: all)."
+    )
     stats: StatsTuning = Field(default_factory=StatsTuning)
-    suppressions: list[SuppressionEntry] = Field(default_factory=list, description="Matches covered are counted, not raised.")
+    suppressions: list[SuppressionEntry] = Field(
+        default_factory=list, description="Matches covered are counted, not raised."
+    )
     save_state_every_s: float = Field(5.0, gt=0, description="How often the live detector persists its state.")
     follow_poll_s: float = Field(1.0, gt=0, description="`tooltrail detect --follow`: poll interval for new segments.")
 
@@ -88,8 +96,11 @@ class WebhookDestination(BaseModel):
     kind: Literal["generic", "slack", "pagerduty"] = "generic"
     url: str | None = Field(None, repr=False, description="Endpoint (PagerDuty: defaults to the Events v2 API).")
     url_env: str | None = Field(None, description="Environment variable holding the URL.")
-    secrets: list[SecretStr] = Field(default_factory=list, description="Standard Webhooks secrets 'whsec_<base64>'; "
-                                     "every one signs each message (rotation: add the new one, later drop the old).")
+    secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="Standard Webhooks secrets 'whsec_<base64>'; "
+        "every one signs each message (rotation: add the new one, later drop the old).",
+    )
     secrets_env: list[str] = Field(default_factory=list, description="Environment variables holding more secrets.")
     routing_key: SecretStr | None = Field(None, description="PagerDuty Events v2 integration (routing) key.")
     routing_key_env: str | None = None
@@ -102,7 +113,8 @@ class WebhookDestination(BaseModel):
     rule_ids: list[str] = Field(default_factory=list, description="Only these rule ids (globs, e.g. 'TT-EXFIL-*').")
     exclude_rule_ids: list[str] = Field(default_factory=list, description="Never these rule ids (globs).")
     on: list[Literal["firing", "updated", "resolved"]] = Field(
-        default_factory=lambda: ["firing", "resolved"], description="Alert events to send.")
+        default_factory=lambda: ["firing", "resolved"], description="Alert events to send."
+    )
     # delivery
     timeout_s: float = Field(10.0, gt=0, le=120, description="Per-attempt timeout.")
     max_attempts: int = Field(8, ge=1, le=100, description="Attempts before the message is dead-lettered.")
@@ -179,7 +191,7 @@ def check_whsec(secret: str) -> bytes:
     if not secret.startswith("whsec_"):
         raise ValueError("webhook secrets look like 'whsec_<base64>' (create one with `tooltrail alerts secret`)")
     try:
-        key = base64.b64decode(secret[len("whsec_"):], validate=True)
+        key = base64.b64decode(secret[len("whsec_") :], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("webhook secret is not valid base64 after 'whsec_'") from exc
     if not 16 <= len(key) <= 128:
@@ -191,8 +203,9 @@ class AlertingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dashboard_url: str = Field("http://127.0.0.1:8050", description="Base URL of the dashboard for links in alerts.")
-    webhooks: list[WebhookDestination] = Field(default_factory=list,
-                                               description="Alert destinations (see docs/readme/alerting.md).")
+    webhooks: list[WebhookDestination] = Field(
+        default_factory=list, description="Alert destinations (see docs/readme/alerting.md)."
+    )
     retention_days: float = Field(30.0, gt=0, description="Delivered / dead outbox messages are kept this long.")
     delivery_workers: int = Field(4, ge=1, le=32, description="Parallel deliveries (at most one per destination).")
 

@@ -59,10 +59,28 @@ class StatsSettings:
     max_keys: int = 200_000
 
 
-def _meta(rule_id: str, title: str, severity: str, detector: str, tags: tuple[str, ...], description: str, runbook: str,
-          group_window: float = 3600.0) -> RuleMeta:
-    return RuleMeta(rule_id=rule_id, version=1, title=title, severity=severity, tags=tags, description=description,
-                    runbook=runbook, detector=detector, group_window=group_window, suppress_for=0.0)
+def _meta(
+    rule_id: str,
+    title: str,
+    severity: str,
+    detector: str,
+    tags: tuple[str, ...],
+    description: str,
+    runbook: str,
+    group_window: float = 3600.0,
+) -> RuleMeta:
+    return RuleMeta(
+        rule_id=rule_id,
+        version=1,
+        title=title,
+        severity=severity,
+        tags=tags,
+        description=description,
+        runbook=runbook,
+        detector=detector,
+        group_window=group_window,
+        suppress_for=0.0,
+    )
 
 
 class StatDetector:
@@ -85,6 +103,23 @@ class StatDetector:
         pass
 
 
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    if not n:
+        return 0.0
+    m = n // 2
+    return float(s[m]) if n % 2 else (s[m - 1] + s[m]) / 2.0
+
+
+def _percentile(s: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default) over sorted values."""
+    pos = (len(s) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return float(s[lo] + (s[hi] - s[lo]) * (pos - lo))
+
+
 # ---------------------------------------------------------------------------------------------
 class VolumeShift(StatDetector):
     name = "volume"
@@ -92,13 +127,17 @@ class VolumeShift(StatDetector):
     def __init__(self, cfg: StatsSettings) -> None:
         self.cfg = cfg
         self.meta = _meta(
-            "STAT-VOLUME-001", "Volume shift: call volume far above the principal's usual level", "medium", "volume",
+            "STAT-VOLUME-001",
+            "Volume shift: call volume far above the principal's usual level",
+            "medium",
+            "volume",
             ("anomaly", "runaway_agent", "exfiltration"),
             "Hourly tool-call count of a principal (or of one tool for a principal) far above its robust seasonal "
             "baseline: the median of the same hour of day over the last 7 days, spread by MAD and Poisson noise.",
             "1. Open the principal's timeline for the hour in the alert.\n2. Check which tools drive the volume and "
             "whether a job, migration or new workflow explains it.\n3. If not expected: look for bulk reads followed by "
-            "external writes (data harvesting) or a looping agent; revoke the token if abusive.")
+            "external writes (data harvesting) or a looping agent; revoke the token if abusive.",
+        )
         # key -> [bucket, count, threshold|None, expected, sigma, fired, first_day, {hod: {day: count}}, last_ts]
         self.keys: dict[tuple[str, ...], list[Any]] = {}
 
@@ -110,11 +149,11 @@ class VolumeShift(StatDetector):
             return None, 0.0, 0.0
         hist = st[7].get(hod, {})
         days = range(max(st[6], day - 7), day)
-        counts = np.array([hist.get(d, 0) for d in days], dtype=float)
-        med = float(np.median(counts))
-        mad = float(np.median(np.abs(counts - med))) * 1.4826
+        counts = [float(hist.get(d, 0)) for d in days]
+        med = _median(counts)
+        mad = _median([abs(c - med) for c in counts]) * 1.4826
         sigma = math.sqrt(med + mad * mad + 1.0)
-        busy = float(np.percentile(st[9], 95)) if st[9] else 0.0
+        busy = _percentile(sorted(st[9]), 0.95) if st[9] else 0.0
         thr = max(float(level_min), med + self.cfg.volume_z * sigma, self.cfg.volume_ratio * busy)
         st[10] = busy
         return thr, med, sigma
@@ -147,14 +186,28 @@ class VolumeShift(StatDetector):
             st[5] = True
             med, sigma = st[3], st[4]
             who = "|".join(f"{n}={v}" for n, v in zip(("principal", "tool"), key, strict=False))
-            ctx = {"level": "principal" if len(key) == 1 else "principal_tool", "hour_start": bucket * 3600,
-                   "threshold": round(thr, 2), "typical_busy_hour": round(st[10], 2),
-                   "baseline": "median of the same hour of day over the last 7 days; threshold also >= "
-                               f"{self.cfg.volume_ratio}x the 95th percentile of active hours"}
+            ctx = {
+                "level": "principal" if len(key) == 1 else "principal_tool",
+                "hour_start": bucket * 3600,
+                "threshold": round(thr, 2),
+                "typical_busy_hour": round(st[10], 2),
+                "baseline": "median of the same hour of day over the last 7 days; threshold also >= "
+                f"{self.cfg.volume_ratio}x the 95th percentile of active hours",
+            }
             if len(key) > 1:
                 ctx["tool"] = key[1]
-            emit(Match(self.meta, ts, f"{self.meta.rule_id}|{who}", [rec], ctx,
-                       score=round((st[1] - med) / sigma, 3), actual=float(st[1]), expected=round(med, 3)))
+            emit(
+                Match(
+                    self.meta,
+                    ts,
+                    f"{self.meta.rule_id}|{who}",
+                    [rec],
+                    ctx,
+                    score=round((st[1] - med) / sigma, 3),
+                    actual=float(st[1]),
+                    expected=round(med, 3),
+                )
+            )
 
     def on_event(self, rec: dict[str, Any], ts: float, tkey: str, caps: frozenset[str], emit: Emit) -> None:
         p = rec.get("principal") or ""
@@ -167,9 +220,14 @@ class VolumeShift(StatDetector):
             del self.keys[k]
 
     def state(self) -> Any:
-        return [[list(k), st[:7] + [{str(h): {str(d): c for d, c in v.items()} for h, v in st[7].items()}, st[8],
-                                    list(st[9]), st[10]]]
-                for k, st in self.keys.items()]
+        return [
+            [
+                list(k),
+                st[:7]
+                + [{str(h): {str(d): c for d, c in v.items()} for h, v in st[7].items()}, st[8], list(st[9]), st[10]],
+            ]
+            for k, st in self.keys.items()
+        ]
 
     def load(self, st: Any) -> None:
         self.keys = {}
@@ -189,13 +247,18 @@ class DenyRatio(StatDetector):
         self.nb = max(1, int(cfg.deny_window_s // self.BUCKET))
         self.decay = 0.5 ** (self.BUCKET / (7 * DAY))
         self.meta = _meta(
-            "STAT-DENY-RATIO-001", "Deny-ratio spike: authorization denials far above the principal's own rate", "high",
-            "deny_ratio", ("authz_abuse", "anomaly"),
+            "STAT-DENY-RATIO-001",
+            "Deny-ratio spike: authorization denials far above the principal's own rate",
+            "high",
+            "deny_ratio",
+            ("authz_abuse", "anomaly"),
             "One-sided binomial test of the denied calls of a principal in a 30 minute sliding window against the "
             "principal's own long-run deny rate (Beta-smoothed, 7-day half-life). Fires when P(X >= k) < alpha.",
             "1. List the principal's denied calls in the window: which scopes and tools?\n2. A misconfigured scope "
             "after a deploy denies every call of one tool; scope probing or a hijacked agent tries many.\n3. If not "
-            "explained: suspend the token, review the session transcripts for injected instructions.", 1800.0)
+            "explained: suspend the token, review the session transcripts for injected instructions.",
+            1800.0,
+        )
         # principal -> [buckets deque[[b, n, k, recs]], win_n, win_k, base_n, base_k, fired_until_bucket, last_ts]
         self.p: dict[str, list[Any]] = {}
 
@@ -238,10 +301,25 @@ class DenyRatio(StatDetector):
             st[5] = b + self.nb
             recs = [r for x in dq for r in x[3]]
             score = -math.log10(max(pv, 1e-300))
-            emit(Match(self.meta, ts, f"{self.meta.rule_id}|principal={key}", recs[-20:],
-                       {"denied": k, "calls": n, "window_s": self.cfg.deny_window_s, "p_value": pv,
-                        "baseline_calls": round(st[3], 1), "test": "binomial, one-sided"},
-                       score=round(score, 3), actual=round(k / n, 4), expected=round(p0, 5)))
+            emit(
+                Match(
+                    self.meta,
+                    ts,
+                    f"{self.meta.rule_id}|principal={key}",
+                    recs[-20:],
+                    {
+                        "denied": k,
+                        "calls": n,
+                        "window_s": self.cfg.deny_window_s,
+                        "p_value": pv,
+                        "baseline_calls": round(st[3], 1),
+                        "test": "binomial, one-sided",
+                    },
+                    score=round(score, 3),
+                    actual=round(k / n, 4),
+                    expected=round(p0, 5),
+                )
+            )
 
     def on_watermark(self, wm: float, emit: Emit) -> None:
         lo = wm - self.cfg.principal_ttl_s
@@ -249,7 +327,9 @@ class DenyRatio(StatDetector):
             del self.p[k]
 
     def state(self) -> Any:
-        return [[k, [[b, n, kk, [slim(r) for r in recs]] for b, n, kk, recs in st[0]]] + st[1:] for k, st in self.p.items()]
+        return [
+            [k, [[b, n, kk, [slim(r) for r in recs]] for b, n, kk, recs in st[0]]] + st[1:] for k, st in self.p.items()
+        ]
 
     def load(self, st: Any) -> None:
         self.p = {}
@@ -264,13 +344,17 @@ class RareSequence(StatDetector):
     def __init__(self, cfg: StatsSettings) -> None:
         self.cfg = cfg
         self.meta = _meta(
-            "STAT-RARE-SEQ-001", "Rare tool sequence: a session hops between tools in improbable ways", "medium",
-            "rare_sequence", ("anomaly", "prompt_injection", "excessive_agency"),
+            "STAT-RARE-SEQ-001",
+            "Rare tool sequence: a session hops between tools in improbable ways",
+            "medium",
+            "rare_sequence",
+            ("anomaly", "prompt_injection", "excessive_agency"),
             "A first-order Markov model of tool transitions learned from all sessions (Laplace-smoothed). A session "
             "whose recent transitions include several with probability below p_rare scores high (sum of surprisal).",
             "1. Read the session's timeline in order: does the chain of tools make sense for the user's task?\n"
             "2. Hijacked agents hop across unrelated servers (reconnaissance). Check for untrusted content read just "
-            "before the first odd hop.\n3. If malicious: end the session, rotate credentials it could reach.")
+            "before the first odd hop.\n3. If malicious: end the session, rotate credentials it could reach.",
+        )
         self.trans: dict[tuple[str, str], int] = {}
         self.out: dict[str, int] = {}
         self.total = 0
@@ -303,11 +387,25 @@ class RareSequence(StatDetector):
             hits = [x for x in ring if x[0] is not None]
             if len(hits) >= self.cfg.seq_k_rare:
                 score = sum(x[0] for x in hits)
-                emit(Match(self.meta, ts, f"{self.meta.rule_id}|session={sid}", [x[1] for x in ring],
-                           {"rare_transitions": [[x[2], x[1].get("server", "") + "/" + x[1].get("tool", ""), round(x[0], 2)]
-                                                 for x in hits],
-                            "window": self.cfg.seq_window, "model_transitions": self.total},
-                           score=round(score, 3), actual=float(len(hits)), expected=float(self.cfg.seq_k_rare)))
+                emit(
+                    Match(
+                        self.meta,
+                        ts,
+                        f"{self.meta.rule_id}|session={sid}",
+                        [x[1] for x in ring],
+                        {
+                            "rare_transitions": [
+                                [x[2], x[1].get("server", "") + "/" + x[1].get("tool", ""), round(x[0], 2)]
+                                for x in hits
+                            ],
+                            "window": self.cfg.seq_window,
+                            "model_transitions": self.total,
+                        },
+                        score=round(score, 3),
+                        actual=float(len(hits)),
+                        expected=float(self.cfg.seq_k_rare),
+                    )
+                )
                 ring.clear()
 
     def on_watermark(self, wm: float, emit: Emit) -> None:
@@ -316,8 +414,11 @@ class RareSequence(StatDetector):
             del self.sess[k]
 
     def state(self) -> Any:
-        return {"trans": [[a, b, c] for (a, b), c in self.trans.items()], "total": self.total,
-                "sess": [[k, st[0], [[r, slim(rec), pv] for r, rec, pv in st[1]], st[2]] for k, st in self.sess.items()]}
+        return {
+            "trans": [[a, b, c] for (a, b), c in self.trans.items()],
+            "total": self.total,
+            "sess": [[k, st[0], [[r, slim(rec), pv] for r, rec, pv in st[1]], st[2]] for k, st in self.sess.items()],
+        }
 
     def load(self, st: Any) -> None:
         st = st or {}
@@ -327,12 +428,26 @@ class RareSequence(StatDetector):
             self.trans[(a, b)] = c
             self.out[a] = self.out.get(a, 0) + c
         self.total = st.get("total", 0)
-        self.sess = {k: [s, deque([tuple(x) for x in ring], maxlen=self.cfg.seq_window), t] for k, s, ring, t in st.get("sess", [])}
+        self.sess = {
+            k: [s, deque([tuple(x) for x in ring], maxlen=self.cfg.seq_window), t]
+            for k, s, ring, t in st.get("sess", [])
+        }
 
 
 # ---------------------------------------------------------------------------------------------
-FEATURES = ("log_calls", "distinct_tools", "distinct_servers", "deny_ratio", "error_ratio", "log_result_bytes",
-            "new_tools", "hour_rarity", "log_external_writes", "log_risky_calls", "sessions")
+FEATURES = (
+    "log_calls",
+    "distinct_tools",
+    "distinct_servers",
+    "deny_ratio",
+    "error_ratio",
+    "log_result_bytes",
+    "new_tools",
+    "hour_rarity",
+    "log_external_writes",
+    "log_risky_calls",
+    "sessions",
+)
 
 
 class IsolationForestDetector(StatDetector):
@@ -341,16 +456,23 @@ class IsolationForestDetector(StatDetector):
     def __init__(self, cfg: StatsSettings) -> None:
         self.cfg = cfg
         self.meta = _meta(
-            "STAT-IFOREST-001", "Multivariate outlier: a principal's hour of activity unlike anything seen", "medium",
-            "isolation_forest", ("anomaly",),
+            "STAT-IFOREST-001",
+            "Multivariate outlier: a principal's hour of activity unlike anything seen",
+            "medium",
+            "isolation_forest",
+            ("anomaly",),
             "IsolationForest over per-(principal, hour) features (calls, distinct tools and servers, deny and error "
             "ratios, result bytes, first-time tools, how unusual the hour of day is for the principal, external writes, "
             "risky calls, sessions), retrained "
             "daily on recent history. Alerts name the features that contribute most (perturbation to the median).",
             "1. Read the top features in the alert context: they say what is unusual.\n2. Open the principal's "
             "timeline for that hour.\n3. Off-hours activity with many new tools, denials or errors suggests a stolen "
-            "token or a hijacked agent: confirm with the owner, revoke if unexplained.", 3 * 3600.0)
-        self.win: dict[str, list[Any]] = {}  # principal -> [wstart, n, tools set, servers set, deny, err, bytes, new, ext, risky, sessions set, first recs, last recs deque]
+            "token or a hijacked agent: confirm with the owner, revoke if unexplained.",
+            3 * 3600.0,
+        )
+        self.win: dict[
+            str, list[Any]
+        ] = {}  # principal -> [wstart, n, tools, servers, deny, err, bytes, new, ext, risky, sessions, first recs, last recs]
         self.known: dict[str, dict[str, float]] = {}  # principal -> tool -> first seen
         self.hours: dict[str, list[int]] = {}
         self.first_seen: dict[str, float] = {}
@@ -380,8 +502,19 @@ class IsolationForestDetector(StatDetector):
         kn = self.known.get(principal, {})
         lo = w[0] - self.cfg.iforest_window_s
         w[7] = sum(1 for t in w[2] if kn.get(t, lo) > lo)
-        f = [math.log1p(n), float(len(w[2])), float(len(w[3])), w[4] / n, w[5] / n, math.log1p(w[6]), float(w[7]),
-             rarity, math.log1p(w[8]), math.log1p(w[9]), float(len(w[10]))]
+        f = [
+            math.log1p(n),
+            float(len(w[2])),
+            float(len(w[3])),
+            w[4] / n,
+            w[5] / n,
+            math.log1p(w[6]),
+            float(w[7]),
+            rarity,
+            math.log1p(w[8]),
+            math.log1p(w[9]),
+            float(len(w[10])),
+        ]
         self.reservoir.append(f)
         if self.model is not None and n >= self.cfg.iforest_min_events:
             self.pending.append((principal, w[0], f, list(w[11]) + list(w[12])))
@@ -442,8 +575,9 @@ class IsolationForestDetector(StatDetector):
         from sklearn.ensemble import IsolationForest
 
         x = np.asarray(self.train, dtype=float)
-        self.model = IsolationForest(n_estimators=self.cfg.iforest_trees, max_samples=min(self.cfg.iforest_max_samples, len(x)),
-                                     random_state=0)
+        self.model = IsolationForest(
+            n_estimators=self.cfg.iforest_trees, max_samples=min(self.cfg.iforest_max_samples, len(x)), random_state=0
+        )
         self.model.fit(x)
         scores = self.model.score_samples(x)
         self.threshold = float(np.quantile(scores, self.cfg.iforest_quantile)) - self.cfg.iforest_margin
@@ -464,28 +598,62 @@ class IsolationForestDetector(StatDetector):
                 xs[j, j] = self.medians[j]  # type: ignore[index]
             contrib = self.model.score_samples(xs) - s
             order = np.argsort(-contrib)[:3]
-            top = [{"feature": FEATURES[j], "value": round(f[j], 4), "median": round(float(self.medians[j]), 4),  # type: ignore[index]
-                    "contribution": round(float(contrib[j]), 4)} for j in order]
+            top = [
+                {
+                    "feature": FEATURES[j],
+                    "value": round(f[j], 4),
+                    "median": round(float(self.medians[j]), 4),  # type: ignore[index]
+                    "contribution": round(float(contrib[j]), 4),
+                }
+                for j in order
+            ]
             t_alert = ws + self.cfg.iforest_window_s  # the window's end: the earliest it can be scored
-            emit(Match(self.meta, t_alert, f"{self.meta.rule_id}|principal={p}", recs,
-                       {"window_start": ws, "window_s": self.cfg.iforest_window_s, "top_features": top,
-                        "features": dict(zip(FEATURES, [round(v, 4) for v in f], strict=True))},
-                       score=round(float(-s), 4), actual=round(float(-s), 4), expected=round(float(-self.threshold), 4)))
+            emit(
+                Match(
+                    self.meta,
+                    t_alert,
+                    f"{self.meta.rule_id}|principal={p}",
+                    recs,
+                    {
+                        "window_start": ws,
+                        "window_s": self.cfg.iforest_window_s,
+                        "top_features": top,
+                        "features": dict(zip(FEATURES, [round(v, 4) for v in f], strict=True)),
+                    },
+                    score=round(float(-s), 4),
+                    actual=round(float(-s), 4),
+                    expected=round(float(-self.threshold), 4),
+                )
+            )
 
     def state(self) -> Any:
-        return {"win": [[p, w[0], w[1], sorted(w[2]), sorted(w[3])] + w[4:10] + [sorted(w[10]), [slim(r) for r in w[11]],
-                         [slim(r) for r in w[12]]] for p, w in self.win.items()],
-                "known": self.known, "hours": self.hours, "first_seen": self.first_seen,
-                "reservoir": list(self.reservoir), "train": self.train, "model_day": self.model_day,
-                "last_wm_hour": self.last_wm_hour,
-                "pending": [[p, ws, f, [slim(r) for r in recs]] for p, ws, f, recs in self.pending]}
+        return {
+            "win": [
+                [p, w[0], w[1], sorted(w[2]), sorted(w[3])]
+                + w[4:10]
+                + [sorted(w[10]), [slim(r) for r in w[11]], [slim(r) for r in w[12]]]
+                for p, w in self.win.items()
+            ],
+            "known": self.known,
+            "hours": self.hours,
+            "first_seen": self.first_seen,
+            "reservoir": list(self.reservoir),
+            "train": self.train,
+            "model_day": self.model_day,
+            "last_wm_hour": self.last_wm_hour,
+            "pending": [[p, ws, f, [slim(r) for r in recs]] for p, ws, f, recs in self.pending],
+        }
 
     def load(self, st: Any) -> None:
         st = st or {}
         self.win = {}
         for row in st.get("win", []):
             p = row[0]
-            self.win[p] = [row[1], row[2], set(row[3]), set(row[4])] + row[5:11] + [set(row[11]), row[12], deque(row[13], maxlen=5)]
+            self.win[p] = (
+                [row[1], row[2], set(row[3]), set(row[4])]
+                + row[5:11]
+                + [set(row[11]), row[12], deque(row[13], maxlen=5)]
+            )
         self.known = {p: dict(k) for p, k in st.get("known", {}).items()}
         self.hours = {p: list(h) for p, h in st.get("hours", {}).items()}
         self.first_seen = dict(st.get("first_seen", {}))

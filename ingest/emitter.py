@@ -642,6 +642,7 @@ class Emitter:
         self._idle = threading.Condition()
         self._since_wake = 0
         self._failing = False
+        self._retry_now = False
         self._last_drop_log = 0.0
         self._thread = threading.Thread(target=self._run, name="tooltrail-emitter", daemon=True)
         self._thread.start()
@@ -691,8 +692,11 @@ class Emitter:
         in the spool for the next run."""
         if self._stop.is_set():
             return
-        if self.sink is not None and not self._failing:
-            self.flush(timeout)  # a failing sink: don't hold up shutdown, the spool keeps the events
+        if self.sink is not None:
+            # One more attempt right away even while backing off; a sink that is still down
+            # must not hold up shutdown for long: the spool keeps the events for the next run.
+            self._retry_now = True
+            self.flush(min(timeout, 2.0) if self._failing else timeout)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=max(1.0, timeout))
@@ -728,6 +732,9 @@ class Emitter:
                 continue
             while not self._stop.is_set() or stopping:
                 now = time.monotonic()
+                if self._retry_now:
+                    self._retry_now = False
+                    next_try = 0.0
                 if now < next_try:
                     break
                 try:

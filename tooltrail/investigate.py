@@ -9,7 +9,7 @@ Each function takes a `ReadOnlyQuery` and returns plain rows (dicts), so the CLI
     tool_usage(rq, "send_email", since=...)              # or tool_callers(...)
     inv = alert_investigation(rq, "al_1a2b")             # {alert, events}: evidence + session context
 
-Event rows carry: ts, chain_id, seq, event_id, principal, agent, session, source, server, tool,
+Event rows carry: ts, chain_id, seq, hash (chain hash), event_id, principal, agent, session, source, server, tool,
 decision, result, reason, scope_checked, latency_ms, result_bytes, redaction_count,
 redaction_markers (the `[REDACTED:type:fingerprint]` markers in the arguments), alerts (ids of
 alerts citing the event), chain_status, args (JSON text).
@@ -35,7 +35,7 @@ MARKER_RE = r"\[REDACTED:[A-Za-z0-9_.-]+:[0-9A-Fa-f]+\]"
 DEFAULT_LIMIT = 1000
 DEFAULT_CONTEXT_S = 1800.0
 
-EVENT_COLUMNS = ["ts", "chain_id", "seq", "event_id", "principal", "agent", "session", "source", "server", "tool",
+EVENT_COLUMNS = ["ts", "chain_id", "seq", "hash", "event_id", "principal", "agent", "session", "source", "server", "tool",
                  "decision", "result", "reason", "scope_checked", "latency_ms", "result_bytes", "redaction_count",
                  "redaction_markers", "alerts", "chain_status", "args"]
 TIMELINE_COLUMNS = ["ts", "principal", "agent", "server", "tool", "decision", "result", "reason", "scope_checked",
@@ -50,7 +50,7 @@ refs AS (
   SELECT event_id, list(DISTINCT alert_id ORDER BY alert_id) AS alerts FROM (
     SELECT alert_id, unnest(CAST(json_extract_string(evidence, '$[*].event_id') AS VARCHAR[])) AS event_id FROM alerts)
   GROUP BY event_id)
-SELECT e.ts, e.chain_id, e.seq, e.event_id, e.principal, e.agent, e.session, e.source, e.server, e.tool, e.decision,
+SELECT e.ts, e.chain_id, e.seq, e.hash, e.event_id, e.principal, e.agent, e.session, e.source, e.server, e.tool, e.decision,
   e.result, e.reason, e.scope_checked, e.latency_ms, e.result_bytes, e.redaction_count,
   regexp_extract_all(CAST(e.args AS VARCHAR), '{MARKER_RE}') AS redaction_markers,
   coalesce(r.alerts, []) AS alerts,

@@ -101,19 +101,25 @@ class Message:
 class Outbox:
     """Owner-side handle (takes the lock). Thread-safe: one connection behind a lock."""
 
-    def __init__(self, state_dir: Path | str, name: str = "outbox") -> None:
+    def __init__(self, state_dir: Path | str, name: str = "outbox", lock_wait_s: float = 1.0) -> None:
         self.dir = delivery_dir(Path(state_dir))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.path = self.dir / f"{name}.db"
         self.requests_path = self.dir / f"{name}.requests.jsonl"
         self._lock_fd = os.open(self.dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(self._lock_fd)
-            raise OutboxBusyError(f"outbox {name!r} under {self.dir} is owned by another process "
-                                  "(one delivery process per outbox)") from exc
+        deadline = time.monotonic() + lock_wait_s  # `owner_running` probes hold the lock for an instant
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                os.close(self._lock_fd)
+                raise OutboxBusyError(f"outbox {name!r} under {self.dir} is owned by another process "
+                                      "(one delivery process per outbox)") from exc
         self._lock = threading.Lock()
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -429,12 +429,15 @@ def create_app(config: Any, ingestor: Any | None = None, *, chain_id: str | None
 
     # ------------------------------------------------------------------ ingest
     @app.post("/v1/events", tags=["ingest"], summary="Ingest tool-call events", response_model=IngestResult,
-              responses=INGEST_RESPONSES, openapi_extra={"x-tooltrail-body": True})
-    async def post_events(request: Request, format: str | None = Query(
-            None, description="Gateway/adapter format of the items (default v1 = ToolTrail wire format); "
-                              "unknown formats get 400.")) -> Response:
+              responses=INGEST_RESPONSES, openapi_extra={"x-tooltrail-body": True, "parameters": [
+                  {"name": "format", "in": "query", "required": False, "schema": {"type": "string"},
+                   "description": "Gateway/adapter format of the items (default v1 = ToolTrail wire format); unknown "
+                                  "formats get 400."}]})
+    async def post_events(request: Request) -> Response:
+        # Hand-parsed (body and `format`): no per-request dependency solving on the hot path.
         t0 = time.perf_counter()
         s = col.settings
+        format = request.query_params.get("format")  # noqa: A001
         key = col.authenticate(request, "ingest")
         source = key.name
         wait = col.limiter.bucket(source).empty()
@@ -451,7 +454,8 @@ def create_app(config: Any, ingestor: Any | None = None, *, chain_id: str | None
         adapter = col.adapter(format)
         deadline = t0 + s.request_timeout_s
         try:
-            raw = await asyncio.wait_for(bodies.read_body(request, s.max_body_bytes), s.request_timeout_s)
+            async with asyncio.timeout(s.request_timeout_s):  # no extra task, unlike wait_for
+                raw = await bodies.read_body(request, s.max_body_bytes)
         except TimeoutError:
             raise ApiError(408, "request_timeout", "the body did not arrive in time") from None
         rid = col.request_id()
@@ -461,7 +465,8 @@ def create_app(config: Any, ingestor: Any | None = None, *, chain_id: str | None
             fut = loop.run_in_executor(col.executor, col.process, raw, encoding, kind, source, adapter, rid,
                                        time.perf_counter())
             try:
-                status, result = await asyncio.wait_for(asyncio.shield(fut), max(0.001, deadline - time.perf_counter()))
+                async with asyncio.timeout(max(0.001, deadline - time.perf_counter())):
+                    status, result = await asyncio.shield(fut)
             except TimeoutError:
                 # The batch may still become durable; a retry with the same event ids is a duplicate.
                 raise col.unavailable("ack_timeout", "the batch was not durable within the request timeout; "

@@ -440,8 +440,17 @@ class KafkaCollector:
         from ingest.signing import Signer
 
         layout = self.config.layout.ensure()
-        self._shared = {"redactor": Redactor.from_settings(self.config.redaction, layout.keys),
-                        "signer": Signer.load(layout.keys, self.config.storage.signing_key_file)}
+        for attempt in range(10):
+            try:
+                self._shared = {"redactor": Redactor.from_settings(self.config.redaction, layout.keys),
+                                "signer": Signer.load(layout.keys, self.config.storage.signing_key_file)}
+                return
+            except (ValueError, OSError):
+                # Replicas starting together on a fresh data dir: another process may be writing the
+                # signing key this instant (created O_EXCL, then written). Read it again shortly.
+                if attempt == 9:
+                    raise
+                time.sleep(0.2)
 
     def _open_chain(self, chain: str, topic: str, partition: int) -> tuple[Ingestor, int | None]:
         ing = Ingestor.open(self.config, chain, **self._shared)

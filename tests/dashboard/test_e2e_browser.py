@@ -53,10 +53,15 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     # Sign in; the overview shows the traffic.
     login(page, base)
     page.wait_for_selector("#page-overview")
-    page.wait_for_function("document.querySelector('#kpi-events .tt-kpi-value') && "
-                           "document.querySelector('#kpi-events .tt-kpi-value').innerText !== '-'")
+    # (predicates as functions: the dashboard's CSP forbids eval, which string expressions need)
+    page.wait_for_function("() => { const e = document.querySelector('#kpi-events .tt-kpi-value'); "
+                           "return e && e.innerText !== '-'; }")
     time.sleep(0.8)  # let plotly finish drawing before the screenshot
-    assert int(page.inner_text("#kpi-events .tt-kpi-value").replace(",", "")) >= 1000
+    from tooltrail.query import ReadOnlyQuery
+
+    last_day = ReadOnlyQuery(dash_server["config"]).scalar("select count(*) from events where ts >= now() - interval 1 day")
+    shown = int(page.inner_text("#kpi-events .tt-kpi-value").replace(",", ""))
+    assert shown > 100 and abs(shown - last_day) <= 5  # the range moved by the time the count ran
     screenshot(page, "overview")
 
     # Alerts: the injected exfiltration alert is listed; open it.
@@ -101,7 +106,7 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     from ingest.proofs import verify_bundle
 
     bundle = json.loads(Path(path).read_text())
-    assert verify_bundle(bundle).ok and len(bundle["events"]) == 4
+    assert verify_bundle(bundle).ok and len(bundle["events"]) == 3  # the whole session
 
     # Back to the alert; acknowledge it with a note. Who and when are recorded.
     page.goto(base + f"/alerts?id={built.exfil_alert_id}")
@@ -109,8 +114,8 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     page.fill("#al-note", "Confirmed with the data owner; token revoked (INC-1042).")
     page.click("#al-ack")
     page.wait_for_selector("#al-action-ok")
-    page.wait_for_function("document.querySelector('.tt-history') && "
-                           "document.querySelector('.tt-history').innerText.includes('acknowledged')")
+    page.wait_for_function("() => { const h = document.querySelector('.tt-history'); "
+                           "return h && h.innerText.includes('acknowledged'); }")
     history = page.inner_text(".tt-history")
     assert f"by {USER}" in history and "INC-1042" in history
     from tooltrail.query import ReadOnlyQuery
@@ -128,12 +133,12 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     param.fill(EXFIL_SESSION)
     page.click("#q-run")
     page.wait_for_selector("#q-rowcount")
-    assert page.inner_text("#q-rowcount").startswith("4 rows")
+    assert page.inner_text("#q-rowcount").startswith("3 rows")
     assert page.locator("#q-table td", has_text="send_email").count() == 1
     with page.expect_download() as dl:
         page.click("#q-csv")
     csv_text = Path(dl.value.path()).read_text()
-    assert csv_text.count("\n") == 5 and "read_email" in csv_text
+    assert csv_text.count("\n") == 4 and "read_email" in csv_text
     screenshot(page, "query")
 
     # Integrity: run verification with progress, see the result.
@@ -141,7 +146,8 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     page.wait_for_selector("#page-integrity")
     page.click("#in-run")
     page.wait_for_selector("#in-result", timeout=60_000)
-    page.wait_for_function("document.querySelector('#in-result').innerText.includes('Intact')", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#in-result').innerText.includes('Intact')",
+                           timeout=60_000)
     page.wait_for_selector("#in-chain-table")
     assert "valid" in page.inner_text("#in-chain-table")
     time.sleep(0.5)

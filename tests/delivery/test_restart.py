@@ -37,7 +37,7 @@ def test_killed_and_restarted_process_resumes_delivery_from_the_outbox(data_dir,
         p1.wait(10)
         before = len(rcv.received)
         [msg] = read_messages(cfg.layout.state_dir)
-        assert msg["state"] == "pending" and msg["attempts"] >= 2
+        assert msg["state"] == "pending" and msg["attempts"] >= 1  # the in-flight attempt may be unrecorded
         rcv.default = (200, {})
         p2 = _start(cfg_path, "--raise")                         # restart; the detector replays the same alert
         procs.append(p2)

@@ -9,9 +9,9 @@ from detect.alerts import AlertStore
 from detect.catalog import Catalog
 from detect.engine import DetectionEngine
 from detect.rules import load_rules
+from detect.ruletest import expand
 from detect.stats import StatsSettings, default_detectors
 from detect.traffic import DEMO_CATALOG
-from detect.ruletest import expand
 
 STATS = StatsSettings(seq_min_total=2000, iforest_min_train=50, deny_min_baseline=50)
 

@@ -372,3 +372,23 @@ def test_metrics_can_require_a_read_key(serve_app):
     srv = serve_app(metrics_public=False)
     assert srv.client.get("/metrics").status_code == 401
     assert srv.client.get("/metrics", headers=R).status_code == 200
+
+
+def test_ack_not_durable_in_time_is_503_and_the_retry_is_a_duplicate(serve_app, data_dir):
+    from ingest.pipeline import Ingestor
+    from tests.http.conftest import make_config
+
+    cfg = make_config(data_dir, request_timeout_s=1.0)
+    slow = _SlowIngestor(Ingestor.open(cfg, "http"))
+    srv = serve_app(ingestor=slow, config=cfg)
+    batch = [make_event(i) for i in range(20)]
+    r = srv.post(json=batch)
+    assert_error(r, 503, "ack_timeout")
+    assert r.headers["retry-after"]
+    slow.gate.set()  # the batch becomes durable after all ...
+    time.sleep(0.3)
+    r = srv.post(json=batch)  # ... so the client's retry is all duplicates
+    assert r.status_code == 200 and (r.json()["stored"], r.json()["duplicates"]) in ((0, 20), (20, 0))
+    srv.srv.stop()
+    slow.inner.close()
+    assert len(wait_sealed(data_dir, 20)) == 20

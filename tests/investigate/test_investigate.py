@@ -102,6 +102,11 @@ def test_alert_id_from_the_webhook_finds_the_chain_in_one_command(incident):
     assert all(e["session"] == "s-exfil-1" and e["chain_status"] == "signed" for e in evs)
     assert aid in evs[2]["alerts"]
     assert "evil-mail.net" in evs[2]["args"]
+    # the webhook's evidence pointers (chain, seq, hash) are the stored events' chain positions
+    hook = [orjson.loads(x.body)["data"] for x in incident["receiver"].received]
+    cited = next(h for h in hook if h["alert_id"] == aid)["evidence"]
+    assert [(e["event_id"], e["chain_id"], e["seq"], e["hash"]) for e in cited] == \
+        [(e["event_id"], e["chain_id"], e["seq"], e["hash"]) for e in evs[1:]]
     # the table form an analyst reads, with a prefix of the id
     table = tt(incident["data"], "investigate", "alert", aid[:10], config=incident["config"]).stdout.decode()
     for needle in ("TT-EXFIL-001", "mallory", "read_email", "read_file", "send_email", "runbook"):

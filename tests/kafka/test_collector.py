@@ -307,3 +307,44 @@ def test_chain_busy_partition_waits_then_proceeds(broker, topic, data_dir):
     assert col.stats.stored == 800
     assert Counter(r["chain_id"] for r in stored_rows(data_dir))[chain_id_for(topic, 0)] > 0
     verify_ok(data_dir)
+
+
+class _FlakyCollector(KafkaCollector):
+    """The write path fails twice (as a full disk would: WalError), and chokes on one message."""
+
+    fails = 2
+
+    def _load_keys(self) -> None:
+        super()._load_keys()
+        red = self._shared["redactor"]
+        real = red.redact_fields
+
+        def redact_fields(fields):
+            if fields.get("args", {}).get("note") == "BOOM":
+                raise RuntimeError("redactor bug")
+            return real(fields)
+
+        red.redact_fields = redact_fields
+
+    def _store(self, st, msgs):
+        from ingest.wal import WalError
+
+        if self.fails:
+            self.fails -= 1
+            raise WalError("simulated: no space left on device")
+        return super()._store(st, msgs)
+
+
+def test_write_failures_are_retried_and_a_crashing_message_is_isolated(broker, topic, data_dir):
+    evs = events(600)
+    evs[123]["args"] = {"note": "BOOM"}
+    produce(broker.bootstrap, topic, encoded(evs))
+    col = _FlakyCollector(kafka_config(data_dir, broker, topic, "g-flaky"))
+    asyncio.run(asyncio.wait_for(col.run(until_idle_s=2.5), 90))
+    assert col.stats.write_failures == 2
+    assert col.stats.stored == 599 and col.stats.quarantined == 1 and col.stats.duplicates == 0
+    q = quarantine_rows(data_dir)
+    assert len(q) == 1 and "RuntimeError" in json.dumps(q[0]["reasons"]) and "BOOM" in q[0]["raw"]
+    rows = stored_rows(data_dir)
+    assert len(rows) == 599 and evs[123]["event_id"] not in {r["event_id"] for r in rows}
+    verify_ok(data_dir)

@@ -52,7 +52,9 @@ def register(sub: Any) -> None:
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("detect", help="run the detector service over the lake (one owning process)")
-    d.add_argument("--follow", action="store_true", help="keep tailing new segments (default: process what is there and exit)")
+    d.add_argument(
+        "--follow", action="store_true", help="keep tailing new segments (default: process what is there and exit)"
+    )
     d.add_argument("--poll", type=float, default=None, help="poll interval in seconds (default: detect.follow_poll_s)")
     d.set_defaults(func=cmd_detect)
 
@@ -122,13 +124,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     dets = [] if args.no_stats or not ds.statistical else default_detectors(ds.stats_settings(), ds.detectors)
     engine = DetectionEngine(rules, catalog, AlertStore(None, suppressions=settings_suppressions(ds)), detectors=dets)
     log = get_logger("tooltrail.backtest")
-    rep = backtest(cfg.layout, engine, since=args.since, until=args.until,
-                   progress=lambda n: log.info("backtest_progress", events=n))
+    rep = backtest(
+        cfg.layout,
+        engine,
+        since=args.since,
+        until=args.until,
+        progress=lambda n: log.info("backtest_progress", events=n),
+    )
     if args.json:
         for a in rep.alerts:
             sys.stdout.write(a.model_dump_json() + "\n")
         return 0
-    print(f"replayed {rep.events} events in {rep.seconds:.1f}s ({rep.events_per_s:,.0f} events/s); {len(rep.alerts)} alerts")
+    print(
+        f"replayed {rep.events} events in {rep.seconds:.1f}s ({rep.events_per_s:,.0f} events/s); {len(rep.alerts)} alerts"
+    )
     if rep.per_day:
         rule_ids = sorted({r for c in rep.per_day.values() for r in c})
         print("| day        | " + " | ".join(f"{r:>19}" for r in rule_ids) + " |")
@@ -142,8 +151,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tooltrail.logs import get_logger
 
     log = get_logger("tooltrail.eval")
-    res = evaluate(seed=args.seed, days=args.days, principals=args.principals, attacks_per_kind=args.attacks_per_kind,
-                   progress=lambda done, total: log.info("eval_progress", done=done, total=total) if done % 20_000 < 2000 else None)
+    res = evaluate(
+        seed=args.seed,
+        days=args.days,
+        principals=args.principals,
+        attacks_per_kind=args.attacks_per_kind,
+        progress=lambda done, total: (
+            log.info("eval_progress", done=done, total=total) if done % 20_000 < 2000 else None
+        ),
+    )
     if args.json:
         print(json.dumps(res.to_dict(), indent=2, default=str))
     else:
@@ -170,8 +186,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     def on_alerts(alerts: list[Any]) -> None:
         for a in alerts:
-            log.info("alert", alert_id=a.alert_id, rule_id=a.rule_id, severity=a.severity, principal=a.entities.principal,
-                     session=a.entities.session, match_count=a.match_count)
+            log.info(
+                "alert",
+                alert_id=a.alert_id,
+                rule_id=a.rule_id,
+                severity=a.severity,
+                principal=a.entities.principal,
+                session=a.entities.session,
+                match_count=a.match_count,
+            )
 
     fol = Follower(cfg.layout, engine, save_every_s=cfg.detect.save_state_every_s, on_alerts=on_alerts)
     if not args.follow:
@@ -180,7 +203,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
         log.info("detect_done", events=n, alerts_in_memory=len(engine.store.by_id))
         return 0
     stop = threading.Event()
-    log.info("detect_follow_start", data_dir=str(cfg.layout.root), rules=len(engine.rules), detectors=len(engine.detectors))
+    log.info(
+        "detect_follow_start", data_dir=str(cfg.layout.root), rules=len(engine.rules), detectors=len(engine.detectors)
+    )
     try:
         fol.run(stop, poll_s=args.poll or cfg.detect.follow_poll_s)
     except KeyboardInterrupt:
