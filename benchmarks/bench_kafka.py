@@ -159,6 +159,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--max-batch", type=int, default=10_000)
     ap.add_argument("--bootstrap", help="use this broker instead of starting Tansu")
+    ap.add_argument("--repeat", type=int, default=1, help="run x1 and x2 this many times (alternating), keep the best")
     args = ap.parse_args()
 
     from tooltrail.logs import configure_logging
@@ -180,15 +181,19 @@ def main() -> None:
         rows.append(("floor: bare aiokafka consumer, orjson decode", asyncio.run(floor(bootstrap, topic, args.events)), ""))
         rows.append(("write path only: Ingestor.submit, 1 chain, no Kafka",
                      write_path_only(values[: min(len(values), 100_000)], args.max_batch), ""))
-        one = collectors(bootstrap, topic, "bench-one", 1, args.max_batch)
+        one: dict = {"eps": 0}
+        two: dict = {"eps": 0}
+        for r in range(args.repeat):
+            one = max(one, collectors(bootstrap, topic, f"bench-one-{r}", 1, args.max_batch), key=lambda x: x["eps"])
+            two = max(two, collectors(bootstrap, topic, f"bench-two-{r}", 2, args.max_batch), key=lambda x: x["eps"])
         rows.append(("tooltrail kafka x1 (consume -> durable -> commit)", one["eps"],
                      f"{one['stored']:,} stored in {one['seconds']:.2f}s"))
-        two = collectors(bootstrap, topic, "bench-two", 2, args.max_batch)
         rows.append(("tooltrail kafka x2, one group", two["eps"],
                      f"{two['stored']:,} stored in {two['seconds']:.2f}s, per process {two['per_process']}, "
                      f"rebalances {two['rebalances']}"))
         print(f"\n{args.events:,} events of {avg:.0f} bytes, {args.partitions} partitions, "
-              f"broker {'Tansu (in-memory)' if broker else bootstrap}, {os.cpu_count()} CPU cores\n")
+              f"broker {'Tansu (in-memory)' if broker else bootstrap}, {os.cpu_count()} CPU cores, "
+              f"load average {os.getloadavg()[0]:.1f}, best of {args.repeat}\n")
         print(f"{'measurement':<55} {'events/s':>12}  notes")
         print("-" * 110)
         for name, eps, note in rows:

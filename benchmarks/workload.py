@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
 TOOLS = [
     ("filesystem", "read_file", lambda r: {"path": f"/home/dev/project/src/module_{r.randint(1, 400)}.py"}),
-    ("filesystem", "write_file", lambda r: {"path": f"/home/dev/project/out/{r.randint(1, 99)}.txt", "content": "x" * r.randint(10, 200)}),
+    ("filesystem", "write_file",
+     lambda r: {"path": f"/home/dev/project/out/{r.randint(1, 99)}.txt", "content": "x" * r.randint(10, 200)}),
     ("github", "search_code", lambda r: {"query": f"repo:acme/app function_{r.randint(1, 999)}", "per_page": 30}),
-    ("github", "create_issue", lambda r: {"repo": "acme/app", "title": f"Bug {r.randint(1, 9999)}", "body": "Steps to reproduce ..."}),
-    ("postgres", "query", lambda r: {"sql": f"select id, total from invoices where customer_id = {r.randint(1, 99999)} limit 50"}),
+    ("github", "create_issue",
+     lambda r: {"repo": "acme/app", "title": f"Bug {r.randint(1, 9999)}", "body": "Steps to reproduce ..."}),
+    ("postgres", "query",
+     lambda r: {"sql": f"select id, total from invoices where customer_id = {r.randint(1, 99999)} limit 50"}),
     ("slack", "post_message", lambda r: {"channel": "#eng-builds", "text": f"build {r.randint(1, 9999)} passed"}),
     ("fetch", "fetch", lambda r: {"url": f"https://docs.example.com/page/{r.randint(1, 500)}", "max_length": 5000}),
-    ("gmail", "send_email", lambda r: {"to": "teammate@acme.example", "subject": "weekly report", "body": "See attached numbers."}),
+    ("gmail", "send_email",
+     lambda r: {"to": "teammate@acme.example", "subject": "weekly report", "body": "See attached numbers."}),
 ]
 SECRETS = [
     "AKIAIOSFODNN7EXAMPLE",
@@ -31,7 +35,7 @@ SECRETS = [
 
 def events(n: int, seed: int = 1, start: datetime | None = None) -> Iterator[dict]:
     r = random.Random(seed)
-    t = start or datetime(2026, 11, 1, tzinfo=timezone.utc)
+    t = start or datetime(2026, 11, 1, tzinfo=UTC)
     i = 0
     while i < n:
         principal = f"user_{r.randint(0, 499)}"

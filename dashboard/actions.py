@@ -101,8 +101,8 @@ class Actions:
             pass
 
     def last_verify(self) -> dict[str, Any]:
-        """The running job, or the latest finished verification: from this dashboard, or from
-        `tooltrail verify` (ingest saves its last report), whichever is newer."""
+        """The running job, or the latest finished verification: this dashboard's, or one that
+        `tooltrail verify` ran later (ingest saves every run's report)."""
         job = self.verify_job.as_dict()
         if job["running"]:
             return job
@@ -112,20 +112,17 @@ class Actions:
             rep = last_report(self.layout)
         except Exception:
             rep = None
-        if rep and str(rep.get("verified_at", "")) > str(job.get("finished") or ""):
+        if not rep:
+            return job
+        cli_at = _parse(rep.get("verified_at"))
+        ours = _parse(job.get("finished"))
+        # our own run saves the same report a moment before it finishes: only a later one is the CLI's
+        if cli_at is not None and (ours is None or (cli_at - ours).total_seconds() > 2):
             return {"running": False, "started": rep.get("verified_at"), "finished": rep.get("verified_at"),
-                    "by": "tooltrail verify" if rep.get("verified_at", "")[:19] != (job.get("finished") or "")[:19]
-                    else job.get("by"), "done": rep.get("events", 0), "total": rep.get("events", 0),
+                    "by": "tooltrail verify", "done": rep.get("events", 0), "total": rep.get("events", 0),
                     "message": f"{rep.get('events', 0):,} events in {rep.get('seconds', 0)} s", "ok": rep.get("ok"),
                     "report": rep, "error": None}
         return job
-
-    def _save_last_verify(self) -> None:
-        try:
-            self._verify_state_file.parent.mkdir(parents=True, exist_ok=True)
-            self._verify_state_file.write_text(json.dumps(self.verify_job.as_dict(), default=str))
-        except OSError as exc:
-            log.warning("dashboard_verify_state_not_saved", error=str(exc)[:200])
 
     def start_verify(self, who: str) -> bool:
         """Start a verification run in the background; False when one is already running."""
@@ -230,6 +227,13 @@ def build_bundle(actions: Actions, data: Any, tr: Any, session: str | None, prin
     name = f"evidence-{subject}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     log.info("dashboard_evidence_export", user=who, events=len(rows), session=session, principal=principal)
     return name, json.dumps(bundle, indent=1)
+
+
+def _parse(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
 
 
 def _iso(dt: datetime) -> str:

@@ -322,6 +322,7 @@ class AlertStore:
             return
         s.status = line["status"]
         s.history.append({k: line.get(k) for k in ("status", "who", "at", "note")})
+        self.dirty.setdefault(s.alert_id, "status")  # the next flush emits it (webhooks: resolve)
 
     def poll_status(self) -> int:
         """Apply status changes appended by any process since the last poll."""

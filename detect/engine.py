@@ -31,7 +31,7 @@ from detect.conditions import Ctx, Node, residual
 from detect.executors import Executor, NewTermExec, key_fn, make_executor
 from detect.rules import Rule, load_rules
 from detect.stats import StatDetector, StatsSettings, default_detectors
-from detect.timeutil import parse_duration, ts_epoch
+from detect.timeutil import _SEC_CACHE, parse_duration, ts_epoch
 from schemas.alert import Alert
 
 STATE_VERSION = 1
@@ -114,9 +114,9 @@ class DetectionEngine:
             "tool": key[1],
             "decision": key[2],
             "result": key[3],
-            "redactions": None if key[5] else {"?": 1},
-        }
-        sc = Ctx(srec, 0.0, ti, key[4], None)
+            "redactions": None if key[4] else {"?": 1},
+        }  # key: (server, tool, decision, result, not redacted, caps)
+        sc = Ctx(srec, 0.0, ti, key[5], None)
         out: Dispatch = []
         for ex in self.execs:
             steps = []
@@ -148,10 +148,12 @@ class DetectionEngine:
         emit = self._emit
         cat = self.catalog
         tinfo = self._tinfo
-        dispatch = self._dispatch
         progress = self.progress
         dets = self.detectors
         reg_fns = self._reg_fns
+        sec_cache = _SEC_CACHE
+        wm = self.watermark
+        next_sweep = self._next_sweep
         n = 0
         for rec in records:
             cid = rec.get("chain_id")
@@ -163,30 +165,40 @@ class DetectionEngine:
                         continue
                     progress[cid] = seq + 1
             try:
-                ts = ts_epoch(rec["ts"])
+                t = rec["ts"]
+                base = sec_cache.get(t[:19]) if len(t) == 27 else None
+                ts = base + int(t[20:26]) * 1e-6 if base is not None else ts_epoch(t)
                 tool = rec["tool"]
             except (KeyError, TypeError, ValueError):
                 self.stats["bad_records"] += 1
                 continue
             n += 1
-            if ts > self.watermark:
-                self.watermark = ts
-                if ts >= self._next_sweep:
+            if ts > wm:
+                wm = self.watermark = ts
+                if ts >= next_sweep:
                     self._sweep(ts)
+                    next_sweep = self._next_sweep
             server = rec.get("server") or ""
             tk = (server, tool)
             tinf = tinfo.get(tk)
             if tinf is None:
                 ti = cat.info(server, tool)
-                tinf = tinfo[tk] = (ti, f"{server}/{tool}")
+                tinf = tinfo[tk] = (ti, f"{server}/{tool}", {})
                 if len(tinfo) > 200_000:
                     tinfo.clear()
-            ti, tkey = tinf
-            caps = cat.caps_for(ti, rec.get("args")) if ti.arg_caps else ti.caps
-            key = (server, tool, rec.get("decision"), rec.get("result"), caps, not rec.get("redactions"))
-            cands = dispatch.get(key)
-            if cands is None:
-                cands = self._build_dispatch(key, ti)
+            ti = tinf[0]
+            sub = (rec.get("decision"), rec.get("result"), not rec.get("redactions"))
+            if ti.arg_caps:
+                caps = cat.caps_for(ti, rec.get("args"))
+                key = (server, tool, *sub, caps)
+                cands = self._dispatch.get(key)
+                if cands is None:
+                    cands = self._build_dispatch(key, ti)
+            else:
+                caps = ti.caps
+                cands = tinf[2].get(sub)
+                if cands is None:
+                    cands = tinf[2][sub] = self._build_dispatch((server, tool, *sub, caps), ti)
             ctx = Ctx(rec, ts, ti, caps, cat)
             for kf, reg in reg_fns:
                 gk = kf(ctx)
@@ -196,8 +208,10 @@ class DetectionEngine:
                         del reg[next(iter(reg))]
             for ex, steps in cands:
                 ex.on_event(ctx, steps, emit)
-            for d in dets:
-                d.on_event(rec, ts, tkey, caps, emit)
+            if dets:
+                tkey = tinf[1]
+                for d in dets:
+                    d.on_event(rec, ts, tkey, caps, emit)
         self.stats["events"] += n
 
     def _sweep(self, wm: float) -> None:

@@ -2,10 +2,10 @@
 `detect.traffic` and report, per detector: recall on the attack kinds it is meant to catch,
 precision, false alerts per 10,000 benign events and median time to detect.
 
-Until the write path is wired in, events are turned into stored records here: validated by
-`schemas.event.ToolCallEvent`, secrets redacted (a simulation of ingest's redaction: markers
-`[REDACTED:type:fingerprint]` + `redactions` counts), one hash chain per source, seq, a
-content hash. `build_records` is the seam to swap for the real store.
+Events are turned into stored records in memory (fast, no disk): validated by
+`schemas.event.ToolCallEvent`, secrets redacted by the write path's `ingest.redact.Redactor`
+(markers `[REDACTED:type:fingerprint]` + `redactions` counts), one hash chain per source, seq,
+a content hash. tests/detect/test_follow.py checks that the real store gives the same alerts.
 
 Definitions
 - An alert is a true positive when the evidence of any of its matches includes an event of
@@ -22,6 +22,7 @@ import hmac
 import re
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -42,7 +43,7 @@ _SECRET_PATTERNS = (
     ("slack_token", re.compile(r"\bxox[baprs]-[0-9A-Za-z-]{10,}")),
     ("private_key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
 )
-_KEY = b"tooltrail-eval-redaction-key"
+_KEY = b"tooltrail-eval-redaction-key-0001"
 
 
 def _redact(v: Any, counts: dict[str, int]) -> Any:
@@ -64,10 +65,25 @@ def _redact(v: Any, counts: dict[str, int]) -> Any:
     return v
 
 
+def _redactor() -> Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, int]]]:
+    """The write path's redactor (fixed evaluation key); a minimal simulation without it."""
+    try:
+        from ingest.redact import Redactor
+    except ImportError:  # pragma: no cover - ingest always ships with detect
+        def sim(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
+            counts: dict[str, int] = {}
+            return _redact(fields, counts), counts
+        return sim
+    return Redactor(_KEY).redact_fields
+
+
 def build_records(items: list[LabeledEvent], validate: bool = True) -> list[dict[str, Any]]:
-    """Stored-record dicts (in memory) for the events among `items`, in order."""
+    """Stored-record dicts (in memory) for the events among `items`, in order: validated,
+    redacted by the write path's Redactor, one hash chain per source."""
     from schemas.event import ToolCallEvent
     from schemas.stored import build_record, event_fields
+
+    redact = _redactor()
 
     seqs: dict[str, int] = defaultdict(int)
     prev: dict[str, str] = {}
@@ -77,8 +93,7 @@ def build_records(items: list[LabeledEvent], validate: bool = True) -> list[dict
         if ev is None:
             continue
         fields = event_fields(ToolCallEvent.model_validate(ev)) if validate else dict(ev)
-        counts: dict[str, int] = {}
-        fields = _redact(fields, counts)
+        fields, counts = redact(fields)
         chain = f"{it.source}-0"
         recv = epoch_ts(ts_epoch(fields["ts"]) + 0.05)
         rec = build_record(

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ingest.adapters.expand import expand_records
+
 BATCH = 20_000
 _EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([^"\\]{1,128})"')
 
@@ -27,15 +29,31 @@ class ImportTotals:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    skipped: int = 0  # gateway records that are not tool calls (e.g. tools/list), --format only
     chains: list[str] = field(default_factory=list)
 
-    def add(self, stored: int, duplicates: int, quarantined: int) -> None:
+    def add(self, stored: int, duplicates: int, quarantined: int, skipped: int = 0) -> None:
         self.stored += stored
         self.duplicates += duplicates
         self.quarantined += quarantined
+        self.skipped += skipped
 
     def as_dict(self) -> dict[str, int]:
-        return {"stored": self.stored, "duplicates": self.duplicates, "quarantined": self.quarantined}
+        return {"stored": self.stored, "duplicates": self.duplicates, "quarantined": self.quarantined,
+                "skipped": self.skipped}
+
+
+def submit_lines(ing: Any, lines: list[bytes], origins: list[str], source: str, adapter: Any) -> tuple[int, int, int, int]:
+    """Submit one batch of input lines; with a gateway adapter, each line may hold several
+    records (expanded here, as the HTTP collector does). Returns (stored, duplicates,
+    quarantined, skipped)."""
+    skipped, mapper = 0, None
+    items: list[Any] = lines
+    if adapter is not None:
+        items, where, skipped, mapper = expand_records(lines, adapter)
+        origins = [origins[i] + (f"#{k}" if k is not None else "") for i, k in where]
+    res = ing.submit(items, source=source, origins=origins, mapper=mapper)
+    return res.stored, res.duplicates, len({r.index for r in res.rejected}), skipped
 
 
 def read_batches(fh: IO[bytes], name: str, batch: int = BATCH) -> Iterator[tuple[list[bytes], list[str], int]]:
@@ -75,7 +93,7 @@ def _worker(config: Any, chain_id: str, siblings: list[str], source: str, fmt: s
     from ingest.pipeline import Ingestor
 
     try:
-        mapper = _mapper(fmt)
+        adapter = _adapter(fmt)
         ing = Ingestor.open(config, chain_id, direct=True, dedupe_with=siblings)
     except Exception as exc:
         outbox.put(("error", f"{chain_id}: {exc}"))
@@ -87,17 +105,16 @@ def _worker(config: Any, chain_id: str, siblings: list[str], source: str, fmt: s
             if item is None:
                 break
             lines, origins = item
-            res = ing.submit(lines, source=source, origins=origins, mapper=mapper)
-            outbox.put(("done", (res.stored, res.duplicates, len({r.index for r in res.rejected}))))
+            outbox.put(("done", submit_lines(ing, lines, origins, source, adapter)))
     outbox.put(("closed", chain_id))
 
 
-def _mapper(fmt: str) -> Callable[[dict], dict] | None:
+def _adapter(fmt: str) -> Any:
     if fmt == "v1":
         return None
     from ingest.adapters import get_adapter
 
-    return get_adapter(fmt).map
+    return get_adapter(fmt)
 
 
 def import_files(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, source: str, chain: str = "import",
@@ -109,12 +126,11 @@ def import_files(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, sourc
     if workers <= 1:
         from ingest.pipeline import Ingestor
 
-        mapper = _mapper(fmt)
+        adapter = _adapter(fmt)
         with Ingestor.open(config, chain, direct=True, dedupe_with=siblings) as ing:
             for fh, name in sources:
                 for lines, origins, nbytes in read_batches(fh, name):
-                    res = ing.submit(lines, source=source, origins=origins, mapper=mapper)
-                    totals.add(res.stored, res.duplicates, len({r.index for r in res.rejected}))
+                    totals.add(*submit_lines(ing, lines, origins, source, adapter))
                     if on_progress:
                         on_progress(nbytes, totals)
         return totals

@@ -216,7 +216,7 @@ class Ingestor:
         if self._closed:
             raise RuntimeError("ingestor is closed")
         if self._wal is not None and self._wal.failed is not None:
-            self._try_recover_wal()
+            self.recover()
         result = SubmitResult()
         received_at = format_ts(datetime.now(UTC))
         prepared: list[tuple[dict[str, Any], dict[str, int], str | None]] = []
@@ -334,6 +334,8 @@ class Ingestor:
         try:
             if isinstance(item, dict):
                 ev = ToolCallEvent.model_validate(mapper(item) if mapper else item)
+            elif not isinstance(item, bytes | bytearray | memoryview | str):  # a JSON array item: list, number, null
+                return {}, ("(event)", "an event must be a JSON object")
             else:
                 raw = item.encode() if isinstance(item, str) else bytes(item)
                 if len(raw) > MAX_EVENT_BYTES:
@@ -361,7 +363,7 @@ class Ingestor:
         for f, reason in problems:
             result.rejected.append(Rejection(index, self.redactor.redact_text(f)[0],
                                              self.redactor.redact_text(reason)[0]))
-        if isinstance(item, dict):  # key-name rules apply too, not only value patterns
+        if not isinstance(item, bytes | bytearray | memoryview | str):  # key-name rules apply too
             clean, counts = self.redactor.redact_value(item)
             raw = orjson.dumps(clean, default=str).decode(errors="replace")
         else:
@@ -406,21 +408,31 @@ class Ingestor:
         assert self._wal is not None
         with self._lock:
             if not self._rows:
+                sealed, frontier, head = self._next_seq, self._frontier.copy(), self._head
+                idle = True
+            else:
+                idle = False
+        if idle:  # nothing buffered: sign the sealed tail once checkpoint_every_seconds passed
+            self.checkpoints.maybe_sign(sealed, frontier, head)
+            return
+        with self._lock:
+            if not self._rows:
                 return
             due = force or len(self._rows) >= self._max_rows or time.monotonic() - self._rows_since >= self._max_age
             if not due or self._wal.failed is not None:
                 return
+            old_files = self._wal.files()
+            self._wal.open_new(self._next_seq)  # fsyncs the old file; if it fails the rows stay buffered
             rows = self._take_rows()
             frontier = self._frontier_at(rows[-1].seq)
-            old_files = self._wal.files()
-            self._wal.open_new(self._next_seq)  # fsyncs the old file: these rows are durable
         self._notify_durable()
         seal_segment(self.layout, self.chain_id, rows, [n.hex() for n in frontier.nodes])
         self._wal.drop([p for p in old_files if p != self._wal.current])
         self.checkpoints.maybe_sign(rows[-1].seq + 1, frontier, rows[-1].hash)
 
-    def _try_recover_wal(self) -> None:
-        """After a failed write/fsync: rewrite the unsealed buffer into a fresh log file."""
+    def recover(self) -> None:
+        """After a failed write/fsync: rewrite the unsealed buffer into a fresh log file.
+        Raises WalError while the condition (disk full, read-only) persists."""
         assert self._wal is not None
         with self._lock:
             if self._wal.failed is None:

@@ -13,11 +13,14 @@ class _Section(BaseModel):
 
 class StorageSettings(_Section):
     segment_max_rows: int = Field(100_000, ge=1, le=10_000_000, description="Rows per segment before it is sealed.")
-    segment_max_seconds: float = Field(1.0, gt=0, le=3600, description="Seal the open segment after this long (bounds query freshness).")
+    segment_max_seconds: float = Field(1.0, gt=0, le=3600,
+                                       description="Seal the open segment after this long (bounds query freshness).")
     checkpoint_every_events: int = Field(10_000, ge=1, description="Sign a checkpoint at least every N events.")
     checkpoint_every_seconds: float = Field(10.0, gt=0, description="... or every T seconds when events arrived.")
-    checkpoint_export: str | None = Field(None, description="Directory (or http(s) URL) that receives a copy of every signed checkpoint.")
-    signing_key_file: str | None = Field(None, description="Ed25519 private key (PEM); default <data>/keys/signing.key, generated 0600 on first run.")
+    checkpoint_export: str | None = Field(
+        None, description="Directory (or http(s) URL) that receives a copy of every signed checkpoint.")
+    signing_key_file: str | None = Field(
+        None, description="Ed25519 private key (PEM); default <data>/keys/signing.key, generated 0600 on first run.")
     compact_min_segments: int = Field(16, ge=2, description="Compaction merges runs of at least this many small segments.")
     compact_target_rows: int = Field(1_000_000, ge=1000)
 

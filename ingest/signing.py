@@ -41,10 +41,7 @@ class Signer:
 
     @classmethod
     def load(cls, keys_dir: Path, key_file: str | None = None) -> Signer:
-        if key_file:
-            pem = Path(key_file).read_bytes()
-        else:
-            pem = read_or_create_secret(keys_dir / "signing.key", _new_pem)
+        pem = Path(key_file).read_bytes() if key_file else read_or_create_secret(keys_dir / "signing.key", _new_pem)
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError("signing key must be an Ed25519 private key (PKCS#8 PEM)")

@@ -9,6 +9,7 @@ the log rotates to a new file and the sealed file is deleted after the segment i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -87,10 +88,8 @@ class WriteAheadLog:
             self.durable_seq = self._written_seq
             self.failed = None
         if old_fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(old_fd)
-            except OSError:
-                pass
 
     @staticmethod
     def _encode(rows: list[StoredRow]) -> bytes:

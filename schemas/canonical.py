@@ -53,10 +53,7 @@ def fast_path_ok(value: Any, depth: int = 0) -> bool:
                 return False
         return True
     if t is list:
-        for v in value:
-            if not fast_path_ok(v, depth + 1):
-                return False
-        return True
+        return all(fast_path_ok(v, depth + 1) for v in value)
     if t is float:
         return False
     raise CanonicalizationError(f"value of type {t.__name__} is not JSON")

@@ -23,6 +23,8 @@ Ident = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_NAME_LEN
 ShortId = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_ID_LEN, pattern=_NO_CTRL)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_ID_LEN, pattern=r"^[A-Za-z0-9._:\-]+$")]
 Text = Annotated[str, StringConstraints(max_length=L.MAX_TEXT_LEN)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_LABEL_KEY_LEN)]
+LabelValue = Annotated[str, StringConstraints(max_length=L.MAX_LABEL_VALUE_LEN)]
 _SKEW = timedelta(seconds=L.MAX_FUTURE_SKEW_S)
 Decision = Literal["allow", "deny"]
 Result = Literal["ok", "error", "denied", "timeout"]
@@ -109,9 +111,10 @@ class ToolCallEvent(BaseModel):
     scopes_granted: Annotated[list[Ident], Field(max_length=L.MAX_SCOPES)] | None = None
     result: Result | None = Field(None, description="Outcome of the call.")
     error: Text | None = Field(None, description="Error text (sanitised) when result is error.")
-    latency_ms: Annotated[float, Field(ge=0, le=L.MAX_LATENCY_MS)] | None = None
-    result_bytes: Annotated[int, Field(ge=0, le=L.MAX_RESULT_BYTES)] | None = None
-    labels: dict[Annotated[str, StringConstraints(min_length=1, max_length=L.MAX_LABEL_KEY_LEN)], Annotated[str, StringConstraints(max_length=L.MAX_LABEL_VALUE_LEN)]] | None = None
+    # strict: "88" or true are not numbers (JSON Schema says number/integer, so must we)
+    latency_ms: Annotated[float, Field(ge=0, le=L.MAX_LATENCY_MS, strict=True)] | None = None
+    result_bytes: Annotated[int, Field(ge=0, le=L.MAX_RESULT_BYTES, strict=True)] | None = None
+    labels: dict[LabelKey, LabelValue] | None = None
 
     @field_validator("ts")
     @classmethod

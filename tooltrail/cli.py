@@ -28,7 +28,8 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tooltrail", description="Tamper-evident audit log and anomaly detector for AI-agent tool calls.")
+    parser = argparse.ArgumentParser(
+        prog="tooltrail", description="Tamper-evident audit log and anomaly detector for AI-agent tool calls.")
     parser.add_argument("--data-dir", default=None, help="data directory (env TOOLTRAIL_DATA_DIR, default ./tooltrail-data)")
     parser.add_argument("--config", default=None, help="TOML configuration file (env TOOLTRAIL_CONFIG)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -166,6 +167,13 @@ def run_demo(config: Any, opts: DemoOptions, *, config_path: str | None = None) 
     from dashboard.users import UserStore, default_users_file
 
     layout = config.layout.ensure()
+    # The generated organisation's own domains, channels and repos count as internal.
+    demo_catalog = None
+    if not config.detect.catalog_file:
+        import detect
+
+        demo_catalog = str(Path(detect.__file__).resolve().parent / "demo_catalog.yaml")
+        config.detect.catalog_file = demo_catalog
     password = opts.password or secrets.token_urlsafe(12)
     UserStore(default_users_file(layout.keys)).add(opts.user, password, replace=True)
 
@@ -183,6 +191,8 @@ def run_demo(config: Any, opts: DemoOptions, *, config_path: str | None = None) 
     if config_path:
         base += ["--config", config_path]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if demo_catalog:
+        env["TOOLTRAIL_DETECT__CATALOG_FILE"] = demo_catalog
     procs = [
         subprocess.Popen([*base, "serve", "--port", str(opts.api_port), "--hook", "detect.live:attach"], env=env),
         subprocess.Popen([*base, "dashboard", "--port", str(opts.dashboard_port)], env=env),

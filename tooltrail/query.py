@@ -158,8 +158,8 @@ class ReadOnlyQuery:
         if alerts_view_sql is not None:
             try:
                 return alerts_view_sql(self.layout.alerts_dir)
-            except Exception:  # an empty or half-written store must not break every other view
-                pass
+            except Exception as exc:  # an empty or half-written store must not break every other view
+                log.warning("alerts_view_unavailable", error=str(exc)[:200])
         return _EMPTY_ALERTS
 
     def connection(self) -> duckdb.DuckDBPyConnection:

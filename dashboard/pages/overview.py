@@ -103,7 +103,7 @@ def _alerts_figure(counts: list[dict]) -> dict:
                      "marker": {"color": [C.SEVERITY_HEX[s] for s in ys] if status == "open" else "#ced4da"},
                      "hovertemplate": "%{y}: %{x} " + status + "<extra></extra>"})
     return C.figure(data, {"barmode": "stack", "margin": {"l": 70, "r": 10, "t": 10, "b": 30},
-                           "xaxis": {"rangemode": "tozero", "tickformat": "d"}})
+                           "xaxis": {"rangemode": "tozero", "tickformat": "d"}}, legend=False)
 
 
 def expected_band(counts: list[int], window: int = 24) -> list[tuple[float, float, float]]:

@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from ingest.adapters.expand import TooManyRecords, expand_records
 from ingest.apikeys import ApiKey, KeyRing
 from ingest.http import body as bodies
 from ingest.http.errors import ApiError, api_error_response, error_response, json_response, unauthorized
@@ -42,7 +43,6 @@ from tooltrail.logs import get_logger
 log = get_logger("tooltrail.http")
 StartupHook = Callable[[Any], None]
 Listener = Callable[[list[dict[str, Any]]], None]
-PROBE_SOURCE = "-recovery-probe-"
 FORMAT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -129,11 +129,7 @@ class Collector:
             return True
         self._last_recover = time.monotonic()
         try:
-            recover = getattr(ing, "recover", None)
-            if callable(recover):
-                recover()
-            else:
-                ing.submit([], source=PROBE_SOURCE)  # retries the log first (Ingestor._try_recover_wal)
+            ing.recover()
         except OSError:
             return False
         log.info("storage_recovered", chain_id=self.chain_id)
@@ -208,7 +204,10 @@ class Collector:
         batch = bodies.decode_items(raw, encoding, kind, s.max_decompressed_bytes, s.max_batch_items)
         items, origin, skipped, mapper = batch.items, None, 0, None
         if adapter is not None:
-            items, origin, skipped, mapper = expand_records(batch.items, adapter, s.max_batch_items)
+            try:
+                items, origin, skipped, mapper = expand_records(batch.items, adapter, s.max_batch_items)
+            except TooManyRecords as exc:
+                raise ApiError(413, "too_many_items", str(exc), limit=s.max_batch_items) from exc
         n = max(1, len(items))
         wait = self.limiter.bucket(source).take(n)
         if wait:
@@ -259,67 +258,6 @@ class Collector:
         if adapter is not None:
             out["skipped"] = skipped
         return status, out
-
-
-def expand_records(docs: list[Any], adapter: Any, max_items: int) -> tuple[list[Any], list[tuple[int, int | None]], int,
-                                                                        Callable[[dict], dict]]:
-    """?format=NAME: split each document (array item / NDJSON line) into the gateway's records
-    and map them here. Mapped events go to the write path as they are; records that are not
-    tool calls (SkipRecord) are counted, not quarantined; records that cannot be mapped go
-    with the adapter as mapper, so the write path quarantines them with the reason.
-    Returns (items, (document index, record index) per item, skipped, mapper)."""
-    import orjson
-
-    from ingest.adapters import SkipRecord
-
-    items: list[Any] = []
-    origin: list[tuple[int, int | None]] = []
-    skipped = 0
-    unmappable = False
-    mapped: set[int] = set()
-    for i, doc in enumerate(docs):
-        if isinstance(doc, bytes | bytearray | memoryview | str):
-            try:
-                doc = orjson.loads(doc)
-            except orjson.JSONDecodeError:
-                items.append(doc)  # rejected as invalid JSON by the write path
-                origin.append((i, None))
-                continue
-        try:
-            records = list(adapter.records(doc))
-        except ValueError:
-            items.append(doc if isinstance(doc, dict) else orjson.dumps(doc))
-            origin.append((i, None))
-            unmappable = True
-            continue
-        multi = len(records) > 1
-        for k, rec in enumerate(records):
-            try:
-                ev = adapter.map(rec)
-                items.append(ev)
-                mapped.add(id(ev))
-            except SkipRecord:
-                skipped += 1
-                continue
-            except (ValueError, KeyError, TypeError):
-                items.append(rec)
-                unmappable = True
-            origin.append((i, k if multi else None))
-            if len(items) > max_items:
-                raise ApiError(413, "too_many_items", f"more than {max_items} events in one request", limit=max_items)
-    mapper = _remap(adapter, mapped) if unmappable else None
-    return items, origin, skipped, mapper
-
-
-def _remap(adapter: Any, mapped: set[int]) -> Callable[[dict], dict]:
-    """Mapper for a batch that holds both mapped events and unmappable records: the events
-    mapped already (known by identity) pass through, the others are mapped again and fail
-    again, so the write path quarantines them with the adapter's reason."""
-
-    def mapper(obj: dict) -> dict:
-        return obj if id(obj) in mapped else adapter.map(obj)
-
-    return mapper
 
 
 def allowed_methods(app: FastAPI, scope: dict) -> list[str]:

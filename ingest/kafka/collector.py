@@ -51,6 +51,7 @@ log = get_logger("tooltrail.kafka")
 NULL_REASON = "empty Kafka message (null value / tombstone)"
 RETRY_OPEN_S = 1.0
 MAX_BACKOFF_S = 30.0
+COMMIT_TIMEOUT_S = 30.0  # a commit is retried by aiokafka while the coordinator is unreachable; bound it
 
 
 @dataclass
@@ -348,7 +349,11 @@ class KafkaCollector:
         if not offsets:
             return True
         try:
-            await self._consumer.commit(offsets)
+            await asyncio.wait_for(self._consumer.commit(offsets), COMMIT_TIMEOUT_S)
+        except TimeoutError:
+            self.stats.commit_failures += 1
+            log.warning("kafka_commit_failed", reason="timeout", timeout_s=COMMIT_TIMEOUT_S)
+            return False
         except (CommitFailedError, IllegalStateError) as exc:
             # The group moved on; the events are durable and carry their offsets, so the next
             # owner resumes after them (resume from the chain), not from this lost commit.
@@ -414,7 +419,7 @@ class KafkaCollector:
         chain = chain_id_for(tp.topic, tp.partition, self.settings.chain_prefix)
         try:
             ing, last = await asyncio.to_thread(self._open_chain, chain, tp.topic, tp.partition)
-        except (ChainBusyError, StoreCorruptError, OSError) as exc:
+        except Exception as exc:  # busy (zombie owner), corrupt, I/O: keep the partition paused and retry
             busy = isinstance(exc, ChainBusyError)
             backoff = RETRY_OPEN_S if busy else (MAX_BACKOFF_S if isinstance(exc, StoreCorruptError) else 5.0)
             (log.warning if busy else log.error)("kafka_partition_waiting", chain_id=chain, partition=tp.partition,

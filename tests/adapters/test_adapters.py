@@ -13,7 +13,7 @@ from schemas.event import ToolCallEvent
 
 SAMPLES = Path(__file__).with_name("samples")
 FILES = {"toolhive": "toolhive.jsonl", "docker-mcp-gateway": "docker_mcp_gateway.jsonl",
-         "agentgateway": "agentgateway.jsonl", "obot": "obot.jsonl", "otlp": "otlp_execute_tool.json"}
+         "agentgateway": "agentgateway.jsonl", "obot": "obot.jsonl", "otlp": "otlp_execute_tool.jsonl"}
 
 
 def load(name: str) -> tuple[list[dict], list[str]]:
@@ -130,7 +130,7 @@ def test_otlp_fields():
 
 def test_otlp_single_span_export_maps_directly_and_multi_span_asks_for_records():
     a = get_adapter("otlp")
-    doc = json.loads((SAMPLES / FILES["otlp"]).read_text())
+    doc = json.loads((SAMPLES / FILES["otlp"]).read_text().splitlines()[0])
     with pytest.raises(ValueError, match="holds 3 spans"):
         a.map(doc)
     spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]

@@ -67,6 +67,9 @@ def screenshot(pg, name: str, *, full_page: bool = True) -> Path:
     the README's copy in docs/screenshots/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    if full_page:
+        pg.mouse.wheel(0, -100_000)  # back to the top: the navigation bar is sticky
+        pg.wait_for_timeout(300)
     pg.screenshot(path=str(path), full_page=full_page)
     if os.environ.get("TOOLTRAIL_README_SCREENSHOTS") == "1":
         README_SHOTS.mkdir(parents=True, exist_ok=True)

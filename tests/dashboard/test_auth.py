@@ -118,7 +118,7 @@ def test_security_headers(tmp_path):
         assert "script-src 'self' 'sha256-" in csp and "unsafe-eval" not in csp and "unsafe-inline" not in csp.split(
             "script-src")[1].split(";")[0]
         assert h["X-Frame-Options"] == "DENY" and h["X-Content-Type-Options"] == "nosniff"
-        assert h["Referrer-Policy"] == "no-referrer" and "max-age" in h["Strict-Transport-Security"]
+        assert h["Referrer-Policy"] == "same-origin" and "max-age" in h["Strict-Transport-Security"]
         assert h["Cache-Control"] == "no-store"
     r = _login(c)
     assert "Secure" in next(h for h in r.headers.getlist("Set-Cookie") if h.startswith("tooltrail_session="))

@@ -76,6 +76,8 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     assert page.locator("tr.tt-evidence-row").count() == 2
     detail = page.inner_text("#al-detail")
     assert "Runbook".upper() in detail.upper() and EXFIL_SESSION in detail
+    page.wait_for_selector(".offcanvas.show:not(.showing)")
+    page.wait_for_timeout(400)  # the panel's slide-in transition
     screenshot(page, "alert-detail", full_page=False)
 
     # Jump to the timeline: the chain's two events are highlighted.
@@ -125,6 +127,8 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     assert row["status"] == "acknowledged" and row["updated_by"] == USER and "INC-1042" in row["note"]
 
     # Query: run a saved query with a parameter.
+    page.keyboard.press("Escape")  # close the alert panel
+    page.wait_for_selector(".offcanvas-backdrop", state="detached")
     page.click("#nav-query")
     page.wait_for_selector("#page-query")
     page.get_by_text("Events of one session").click()
@@ -145,8 +149,8 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     page.click("#nav-integrity")
     page.wait_for_selector("#page-integrity")
     page.click("#in-run")
-    page.wait_for_selector("#in-result", timeout=60_000)
-    page.wait_for_function("() => document.querySelector('#in-result').innerText.includes('Intact')",
+    page.wait_for_function("() => { const v = document.querySelector('#in-verify'); "
+                           f"return v && v.innerText.includes('Intact') && v.innerText.includes('by {USER}'); }}",
                            timeout=60_000)
     page.wait_for_selector("#in-chain-table")
     assert "valid" in page.inner_text("#in-chain-table")

@@ -112,6 +112,8 @@ class ServeProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> ServeProcess:
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("already running")
         fh = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "tooltrail.cli", "serve", "--port", str(self.port),
                                       *self.args], cwd=ROOT, env=self.env, stdout=fh, stderr=fh)
@@ -132,6 +134,23 @@ class ServeProcess:
         assert self.proc is not None
         os.kill(self.proc.pid, sig)
         self.proc.wait(60)
+
+
+@pytest.fixture
+def spawn_serve(data_dir):
+    """spawn_serve(port, *args) -> started ServeProcess; killed at teardown if still running."""
+    procs: list[ServeProcess] = []
+
+    def _spawn(port: int, *args: str, **kw) -> ServeProcess:
+        sp = ServeProcess(data_dir, port, *args, **kw)
+        procs.append(sp)
+        return sp.start()
+
+    yield _spawn
+    for sp in procs:
+        if sp.proc is not None and sp.proc.poll() is None:
+            sp.proc.kill()
+            sp.proc.wait(30)
 
 
 def free_port() -> int:

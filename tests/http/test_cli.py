@@ -15,7 +15,7 @@ import time
 import httpx
 
 from tests.conftest import ROOT, cli_env, make_event
-from tests.http.conftest import ServeProcess, free_port, wait_sealed
+from tests.http.conftest import free_port, wait_sealed
 
 
 def tt(data_dir, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -46,9 +46,9 @@ def test_keys_create_list_revoke(data_dir):
     assert tt(data_dir, "keys", "revoke", "gateway-1").returncode == 2
 
 
-def test_serve_ingests_with_a_minted_key_and_stops_gracefully(data_dir):
+def test_serve_ingests_with_a_minted_key_and_stops_gracefully(data_dir, spawn_serve):
     token = tt(data_dir, "keys", "create", "gw-cli").stdout.strip()
-    srv = ServeProcess(data_dir, free_port()).start()
+    srv = spawn_serve(free_port())
     r = httpx.post(srv.url + "/v1/events", json=[make_event(i) for i in range(25)],
                    headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert r.status_code == 200 and r.json()["stored"] == 25
@@ -67,8 +67,8 @@ def test_serve_ingests_with_a_minted_key_and_stops_gracefully(data_dir):
     assert v.returncode == 0, v.stdout + v.stderr
 
 
-def test_serve_workers_each_own_a_chain(data_dir):
-    srv = ServeProcess(data_dir, free_port(), "--workers", "2").start()
+def test_serve_workers_each_own_a_chain(data_dir, spawn_serve):
+    srv = spawn_serve(free_port(), "--workers", "2")
     try:
         chains = set()
         deadline = time.time() + 30

@@ -11,20 +11,21 @@ import sys
 import time
 
 from tests.conftest import ROOT, cli_env
-from tests.http.conftest import INGEST_TOKEN, ServeProcess, free_port
+from tests.http.conftest import INGEST_TOKEN, free_port
 
 
-def test_sigkill_loses_no_acknowledged_event(data_dir, tmp_path):
+def test_sigkill_loses_no_acknowledged_event(data_dir, tmp_path, spawn_serve):
     from ingest.verify import verify
     from tooltrail.config import load_config
     from tooltrail.query import ReadOnlyQuery
 
     rng = random.Random(11)
-    srv = ServeProcess(data_dir, free_port()).start()
+    srv = spawn_serve(free_port())
     out, stop = tmp_path / "acked.txt", tmp_path / "stop"
     client = subprocess.Popen([sys.executable, "-m", "tests.http.load_client", srv.url, INGEST_TOKEN, str(out),
                                str(stop), "4", "50"], cwd=ROOT, env=cli_env(data_dir), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
+
     def acked_lines() -> int:
         return len(out.read_text().splitlines()) if out.exists() else 0
 
@@ -35,8 +36,8 @@ def test_sigkill_loses_no_acknowledged_event(data_dir, tmp_path):
             assert client.poll() is None, client.communicate()[1].decode()[-2000:]
             time.sleep(0.05)
 
+    kills = 0
     try:
-        kills = 0
         for _ in range(4):
             wait_progress(acked_lines() + 10)  # traffic is flowing (again) ...
             time.sleep(rng.random() * 0.7)  # ... then kill at a random moment mid-stream
@@ -46,7 +47,11 @@ def test_sigkill_loses_no_acknowledged_event(data_dir, tmp_path):
         wait_progress(acked_lines() + 10)
     finally:
         stop.touch()
-        cout, cerr = client.communicate(timeout=60)
+        try:
+            cout, cerr = client.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            client.kill()
+            raise
     assert client.returncode == 0, cerr.decode()[-2000:]
     srv.kill(signal.SIGTERM)  # graceful: seals and signs
     assert srv.proc.returncode in (0, -signal.SIGTERM), srv.log.read_text()[-2000:]

@@ -15,7 +15,8 @@ SAMPLES = Path(__file__).resolve().parents[1] / "adapters" / "samples"
 @pytest.mark.parametrize(("fmt", "sample", "ctype"), [
     ("toolhive", "toolhive.jsonl", "application/x-ndjson"),
     ("agentgateway", "agentgateway.jsonl", "application/x-ndjson"),
-    ("otlp", "otlp_execute_tool.json", "application/json"),
+    ("otlp", "otlp_execute_tool.jsonl", "application/x-ndjson"),
+    ("obot", "obot.jsonl", "application/x-ndjson"),
 ])
 def test_gateway_formats(server, data_dir, fmt, sample, ctype):
     pytest.importorskip("ingest.adapters")

@@ -107,6 +107,9 @@ class _NoRedaction:
     def redact_text(self, text):
         return (text.decode("utf-8", "replace") if isinstance(text, bytes) else text), {}
 
+    def redact_value(self, value):
+        return value, {}
+
 
 def _run_canary(data_dir: Path, n_events: int, n_invalid: int, redactor=None):
     """Ingest, close, and return (leaks, stored, redacted_events, rejected, scanned texts)."""

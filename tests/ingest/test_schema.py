@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ def _fields_of(exc: ValidationError) -> set[str]:
 def test_seed_example_is_accepted_exactly_as_printed():
     ev = ToolCallEvent.model_validate(SEED_EVENT)
     assert ev.principal == "user_8842" and ev.decision == "allow" and ev.args == {"customer_id": 5512}
-    assert ev.ts == datetime(2026, 5, 29, 11, 4, 22, tzinfo=timezone.utc)
+    assert ev.ts == datetime(2026, 5, 29, 11, 4, 22, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("patch,field", [
@@ -31,7 +31,7 @@ def test_seed_example_is_accepted_exactly_as_printed():
     ({"session": ""}, "session"),
     ({"ts": "2026-05-29T11:04:22"}, "ts"),
     ({"ts": "yesterday"}, "ts"),
-    ({"ts": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()}, "ts"),
+    ({"ts": (datetime.now(UTC) + timedelta(days=1)).isoformat()}, "ts"),
     ({"args": {"a": 2**60}}, "args"),
     ({"args": {"blob": "x" * (L.MAX_ARGS_BYTES + 10)}}, "args"),
     ({"latency_ms": -1}, "latency_ms"),
@@ -65,7 +65,7 @@ def test_missing_required_fields_are_named():
 
 def test_offsets_normalised_to_utc():
     ev = ToolCallEvent.model_validate({**SEED_EVENT, "ts": "2026-05-29T13:04:22+02:00"})
-    assert ev.ts == datetime(2026, 5, 29, 11, 4, 22, tzinfo=timezone.utc)
+    assert ev.ts == datetime(2026, 5, 29, 11, 4, 22, tzinfo=UTC)
 
 
 def test_exported_json_schema_is_current():

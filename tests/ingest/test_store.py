@@ -40,9 +40,8 @@ def test_source_comes_from_the_collector_not_the_payload(config):
 
 
 def test_one_writer_per_chain(config):
-    with Ingestor.open(config, "t", direct=True):
-        with pytest.raises(ChainBusyError):
-            Ingestor.open(config, "t", direct=True)
+    with Ingestor.open(config, "t", direct=True), pytest.raises(ChainBusyError):
+        Ingestor.open(config, "t", direct=True)
 
 
 def test_wal_mode_is_queryable_within_two_seconds_and_listeners_see_every_event_in_order(config):

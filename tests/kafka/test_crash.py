@@ -66,9 +66,23 @@ def test_two_collectors_sigkilled_repeatedly_store_every_event_exactly_once(brok
     cmd = tooltrail_cmd("kafka", "--bootstrap", broker.bootstrap, "--topic", topic, "--group", "g-crash")
     logs = [tmp_path / "collector-0.log", tmp_path / "collector-1.log"]
 
+    log_pos = [0, 0]  # where the current incarnation's log starts
+
     def start(i: int) -> subprocess.Popen:
+        log_pos[i] = logs[i].stat().st_size if logs[i].exists() else 0
         with open(logs[i], "ab") as fh:
             return subprocess.Popen(cmd, stdout=fh, stderr=fh, env=env)
+
+    def owns_partitions(i: int) -> bool:
+        with open(logs[i], "rb") as fh:
+            fh.seek(log_pos[i])
+            owned = False
+            for line in fh.read().splitlines():
+                if b"kafka_partitions_assigned" in line:
+                    owned = bool(json.loads(line)["partitions"])
+                elif b"kafka_partitions_revoked" in line:
+                    owned = False
+            return owned
 
     procs = [start(0), start(1)]
     acked: dict[int, list[int]] = defaultdict(list)
@@ -83,8 +97,9 @@ def test_two_collectors_sigkilled_repeatedly_store_every_event_exactly_once(brok
         producer.start()
         for b in range(BURSTS):
             assert started[b].wait(60), "producer stalled"
-            time.sleep(rng.uniform(0.1, 1.0))  # while that burst is being consumed
-            victim = b % 2
+            time.sleep(rng.uniform(0.1, 0.6))  # while that burst is being consumed
+            owners = [i for i in (0, 1) if owns_partitions(i)]
+            victim = owners[b % len(owners)] if owners else b % 2  # kill a process that is writing
             procs[victim].send_signal(signal.SIGKILL)
             procs[victim].wait(10)
             kills += 1

@@ -196,10 +196,19 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 match_count=a.match_count,
             )
 
+    from detect.delivery import OutboxBusyError, attach
+
+    try:
+        dispatcher = attach(engine.store, cfg)
+    except (OutboxBusyError, ValueError) as exc:
+        raise _user_error(f"alert delivery: {exc}") from exc
     fol = Follower(cfg.layout, engine, save_every_s=cfg.detect.save_state_every_s, on_alerts=on_alerts)
     if not args.follow:
-        n = fol.poll()
-        engine.save_state()
+        try:
+            n = fol.poll()
+            engine.save_state()
+        finally:
+            dispatcher.close()
         log.info("detect_done", events=n, alerts_in_memory=len(engine.store.by_id))
         return 0
     stop = threading.Event()
@@ -210,5 +219,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         fol.run(stop, poll_s=args.poll or cfg.detect.follow_poll_s)
     except KeyboardInterrupt:
         stop.set()
+    finally:
+        dispatcher.close()
     log.info("detect_follow_stop", events=engine.stats["events"])
     return 0
