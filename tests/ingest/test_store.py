@@ -71,6 +71,8 @@ def test_wal_replay_after_unclean_stop(config):
     ing.submit([make_event(i) for i in range(30)], source="gw")
     # Simulate a crash: drop the object without close(); release the lock as process death would.
     ing._stop.set()
+    ing._sealer.join()
+    ing._dispatcher.join()
     import fcntl
     import os
 
