@@ -124,7 +124,20 @@ def write_path_only(values: list[bytes], batch: int) -> float:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def collectors(bootstrap: str, topic: str, group: str, procs: int, max_batch: int) -> dict:
+def proc_cpu_s(pid: int | None) -> float:
+    """utime + stime of a running process (Linux /proc), 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def collectors(bootstrap: str, topic: str, group: str, procs: int, max_batch: int, broker_pid: int | None = None) -> dict:
+    import resource
+
     data = tempfile.mkdtemp(prefix=f"tt-bench-kafka-{procs}-")
     try:
         from ingest.pipeline import Ingestor
@@ -136,6 +149,8 @@ def collectors(bootstrap: str, topic: str, group: str, procs: int, max_batch: in
                    TOOLTRAIL_KAFKA__LAG_LOG_INTERVAL_S="5")
         cmd = [sys.executable, "-m", "tooltrail.cli", "kafka", "--bootstrap", bootstrap, "--topic", topic, "--group", group,
                "--until-idle", "3", "--max-batch", str(max_batch)]
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        broker0 = proc_cpu_s(broker_pid)
         ps = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(procs)]
         finals = []
         for p in ps:
@@ -144,11 +159,14 @@ def collectors(bootstrap: str, topic: str, group: str, procs: int, max_batch: in
                 raise SystemExit(f"collector failed: {err.decode()[-2000:]}")
             lines = [json.loads(x) for x in err.decode().splitlines() if x.startswith("{")]
             finals.append(next(x for x in reversed(lines) if x.get("event") == "kafka_collector_stopped"))
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)  # incl. interpreter start-up
         stored = sum(f["stored"] for f in finals)
         t0 = min(f["first_fetch_at"] for f in finals if f["first_fetch_at"])
         t1 = max(f["last_durable_at"] for f in finals if f["last_durable_at"])
         return {"stored": stored, "seconds": t1 - t0, "eps": stored / (t1 - t0),
-                "per_process": [f["stored"] for f in finals], "rebalances": [f["rebalances"] for f in finals]}
+                "per_process": [f["stored"] for f in finals], "rebalances": [f["rebalances"] for f in finals],
+                "cpu_us_per_event": cpu / stored * 1e6, "broker_cpu_s": proc_cpu_s(broker_pid) - broker0}
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
@@ -184,13 +202,15 @@ def main() -> None:
         one: dict = {"eps": 0}
         two: dict = {"eps": 0}
         for r in range(args.repeat):
-            one = max(one, collectors(bootstrap, topic, f"bench-one-{r}", 1, args.max_batch), key=lambda x: x["eps"])
-            two = max(two, collectors(bootstrap, topic, f"bench-two-{r}", 2, args.max_batch), key=lambda x: x["eps"])
+            bpid = broker.pid if broker else None
+            one = max(one, collectors(bootstrap, topic, f"bench-one-{r}", 1, args.max_batch, bpid), key=lambda x: x["eps"])
+            two = max(two, collectors(bootstrap, topic, f"bench-two-{r}", 2, args.max_batch, bpid), key=lambda x: x["eps"])
         rows.append(("tooltrail kafka x1 (consume -> durable -> commit)", one["eps"],
-                     f"{one['stored']:,} stored in {one['seconds']:.2f}s"))
+                     f"{one['stored']:,} stored in {one['seconds']:.2f}s, {one['cpu_us_per_event']:.0f} us CPU/event, "
+                     f"broker {one['broker_cpu_s']:.1f} CPU-s"))
         rows.append(("tooltrail kafka x2, one group", two["eps"],
-                     f"{two['stored']:,} stored in {two['seconds']:.2f}s, per process {two['per_process']}, "
-                     f"rebalances {two['rebalances']}"))
+                     f"{two['stored']:,} stored in {two['seconds']:.2f}s, {two['cpu_us_per_event']:.0f} us CPU/event, "
+                     f"broker {two['broker_cpu_s']:.1f} CPU-s, per process {two['per_process']}"))
         print(f"\n{args.events:,} events of {avg:.0f} bytes, {args.partitions} partitions, "
               f"broker {'Tansu (in-memory)' if broker else bootstrap}, {os.cpu_count()} CPU cores, "
               f"load average {os.getloadavg()[0]:.1f}, best of {args.repeat}\n")

@@ -140,6 +140,7 @@ class DashboardData:
         self._query = query
         self._lock = threading.Lock()
         self._cache: dict[tuple, tuple[float, Any]] = {}
+        self._refreshing: set[tuple] = set()
         self.alerts_snapshot = AlertsSnapshot(self)
 
     # ------------------------------------------------------------------ plumbing
@@ -193,16 +194,38 @@ class DashboardData:
         if ms > 500:
             log.info("dashboard_slow_query", ms=round(ms, 1), sql=" ".join(sql.split())[:200])
 
-    def cached(self, key: tuple, ttl: float, fn: Any) -> Any:
+    def cached(self, key: tuple, ttl: float, fn: Any, *, stale: float = 0.0) -> Any:
+        """`fn()` cached for `ttl` seconds. With `stale` > 0 an older value (up to `ttl + stale`)
+        is returned at once while a background thread computes the next one, so a page or an
+        auto-refresh never waits for an aggregate it has already seen."""
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit and now - hit[0] < ttl:
             return hit[1]
+        if hit and now - hit[0] < ttl + stale:
+            with self._lock:
+                busy = key in self._refreshing
+                self._refreshing.add(key)
+            if not busy:
+                threading.Thread(target=self._recompute, args=(key, fn), daemon=True, name="dash-cache").start()
+            return hit[1]
         value = fn()
+        self._store(key, value)
+        return value
+
+    def _store(self, key: tuple, value: Any) -> None:
         if len(self._cache) > 256:
             self._cache.clear()
-        self._cache[key] = (now, value)
-        return value
+        self._cache[key] = (time.monotonic(), value)
+
+    def _recompute(self, key: tuple, fn: Any) -> None:
+        try:
+            self._store(key, fn())
+        except Exception as exc:  # keep serving the last value; the next request retries
+            log.warning("dashboard_refresh_failed", key=str(key)[:80], error=str(exc)[:200])
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
     # ------------------------------------------------------------------ overview
     def overview(self, tr: TimeRange) -> dict[str, Any]:
@@ -380,8 +403,27 @@ class DashboardData:
 
     # ------------------------------------------------------------------ integrity
     def chain_stats(self) -> list[dict]:
-        return self.rows("select chain_id, count(*) as events, max(seq) + 1 as size, min(ts) as first_ts, "
-                         "max(ts) as last_ts from events group by chain_id order by chain_id", limit=1000)
+        """Events, size and time span per chain, from the segment manifests (the metadata the
+        `events` view itself is built from): no scan of the events."""
+        try:
+            from ingest.segments import all_live_segments
+
+            segs = all_live_segments(self.config.layout)
+        except (ImportError, OSError, ValueError) as exc:
+            log.warning("dashboard_manifest_unreadable", error=str(exc)[:200])
+            return self.rows("select chain_id, count(*) as events, max(seq) + 1 as size, min(ts) as first_ts, "
+                             "max(ts) as last_ts from events group by chain_id order by chain_id", limit=1000)
+        out: dict[str, dict] = {}
+        for sg in segs:
+            c = out.setdefault(sg.chain_id, {"chain_id": sg.chain_id, "events": 0, "size": 0, "first_ts": None,
+                                             "last_ts": None})
+            c["events"] += sg.rows
+            c["size"] = max(c["size"], sg.last_seq + 1)
+            if sg.min_ts and (c["first_ts"] is None or sg.min_ts < c["first_ts"]):
+                c["first_ts"] = sg.min_ts
+            if sg.max_ts and (c["last_ts"] is None or sg.max_ts > c["last_ts"]):
+                c["last_ts"] = sg.max_ts
+        return [out[k] for k in sorted(out)]
 
     def checkpoints(self, limit: int = 50) -> list[dict]:
         return self.rows("select * from checkpoints order by time desc limit ?", [limit], limit=limit)

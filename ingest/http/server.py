@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 
 import uvicorn
 
-from tooltrail.logs import configure_logging, get_logger
+from tooltrail.logs import StderrHandler, configure_logging, get_logger
 
 log = get_logger("tooltrail.http")
 ENV_PREFIX = "_TOOLTRAIL_SERVE_"  # not TOOLTRAIL_*: the config loader must not read these
@@ -43,7 +42,7 @@ class JsonLogFormatter(logging.Formatter):
 
 def configure_server_logging(level: str = "info") -> None:
     configure_logging(level)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonLogFormatter())
     for name in ("uvicorn", "uvicorn.error"):
         lg = logging.getLogger(name)
