@@ -120,7 +120,7 @@ def _timed(pg, action, ready: str, *, idle: bool = True) -> float:
 def measure(data_dir: Path, runs: int, host: str = "127.0.0.1") -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
-    from dashboard.app import create_app, start_background, users_store
+    from dashboard.app import create_app, start_background, users_store, warm_up
     from tooltrail.config import load_config
     from tooltrail.query import ReadOnlyQuery
 
@@ -138,6 +138,9 @@ def measure(data_dir: Path, runs: int, host: str = "127.0.0.1") -> dict[str, lis
         print("no TT-EXFIL-001 alert on the injected session: the alert pages are skipped", file=sys.stderr)
 
     app = create_app(cfg)
+    t0 = time.perf_counter()
+    warm_up(app).join()  # `tooltrail dashboard` warms up the same way while it starts listening
+    print(f"warm-up (views, alerts snapshot, default Overview): {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     srv, base = start_background(app, host)
     times: dict[str, list[float]] = {}
 

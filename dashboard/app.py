@@ -181,9 +181,18 @@ def make_server(app: Dash, host: str, port: int) -> Any:
     return _make(host, port, app.server, threaded=True)
 
 
-def start_background(app: Dash, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
+def warm_up(app: Dash) -> threading.Thread:
+    """Load the views, the alerts snapshot and the default Overview in the background."""
+    t = threading.Thread(target=app.tooltrail.data.warm_up, name="tooltrail-warm-up", daemon=True)  # type: ignore[attr-defined]
+    t.start()
+    return t
+
+
+def start_background(app: Dash, host: str = "127.0.0.1", port: int = 0, *, warm: bool = False) -> tuple[Any, str]:
     """Serve in a daemon thread (tests, benchmarks, the demo). Returns (server, base URL);
-    stop with `server.shutdown()`."""
+    stop with `server.shutdown()`. `warm`: warm up as `run` does."""
+    if warm:
+        warm_up(app)
     srv = make_server(app, host, port)
     threading.Thread(target=srv.serve_forever, name="tooltrail-dashboard", daemon=True).start()
     return srv, f"http://{host}:{srv.server_port}"
@@ -205,6 +214,7 @@ def run(config: Any, host: str | None = None, port: int | None = None) -> None:
             hint="serve it behind a TLS reverse proxy and set dashboard.cookie_secure = true",
         )
     srv = make_server(app, host, port)
+    warm_up(app)
     log.info("dashboard_listening", url=f"http://{host}:{srv.server_port}", data_dir=str(config.layout.root))
     try:
         srv.serve_forever()

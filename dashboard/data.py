@@ -227,6 +227,21 @@ class DashboardData:
             with self._lock:
                 self._refreshing.discard(key)
 
+    def warm_up(self) -> None:
+        """Open the views, load the alerts snapshot and the default Overview once, so that the
+        first analyst after a start does not wait for them (run in a background thread)."""
+        from dashboard.timeutil import preset_range
+
+        t0 = time.perf_counter()
+        try:
+            self.alerts_snapshot.cursor().close()
+            t = preset_range("24h")
+            self.cached(("overview", "24h"), 5.0, lambda: (t, self.overview(t), datetime.now(t.end.tzinfo)))
+        except Exception as exc:  # an empty or unreadable store: the pages say what is wrong
+            log.info("dashboard_warm_up_skipped", error=str(exc)[:200])
+            return
+        log.info("dashboard_warm", ms=round((time.perf_counter() - t0) * 1000, 1))
+
     # ------------------------------------------------------------------ overview
     def overview(self, tr: TimeRange) -> dict[str, Any]:
         b_us = tr.bucket_seconds() * 1_000_000

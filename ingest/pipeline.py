@@ -219,7 +219,7 @@ class Ingestor:
             self.recover()
         result = SubmitResult()
         received_at = format_ts(datetime.now(UTC))
-        prepared: list[tuple[dict[str, Any], dict[str, int], str | None]] = []
+        prepared: list[tuple[int, dict[str, Any], dict[str, int], str | None]] = []
         quarantined: list[dict[str, Any]] = []
         for i, item in enumerate(items):
             origin = origins[i] if origins else None
@@ -230,11 +230,15 @@ class Ingestor:
             fields, counts = self.redactor.redact_fields(fields)
             if "event_id" not in fields:
                 fields["event_id"] = derive_event_id(fields, source)
-            prepared.append((fields, counts, origin))
+            prepared.append((i, fields, counts, origin))
         new_rows: list[StoredRow] = []
         with self._lock:
+            # Chain state is computed in locals and committed only when the whole batch
+            # chained: an unexpected error leaves no phantom entries behind.
             batch_ids: set[str] = set()
-            for idx, (fields, counts, origin) in enumerate(prepared):
+            head, seq = self._head, self._next_seq
+            leaves: list[bytes] = []
+            for index, fields, counts, origin in prepared:
                 eid = fields["event_id"]
                 if eid in self._seen or eid in batch_ids:
                     result.duplicates += 1
@@ -242,22 +246,22 @@ class Ingestor:
                 if origin is not None:
                     fields["origin"] = origin
                 rec = build_record(fields, source=source, received_at=received_at, redactions=counts,
-                                   chain_id=self.chain_id, seq=self._next_seq)
+                                   chain_id=self.chain_id, seq=seq)
                 try:
                     data = record_bytes(rec)
                 except CanonicalizationError as exc:
-                    self._reject(result, quarantined, idx, ("(event)", str(exc)), fields, source, origin)
+                    self._reject(result, quarantined, index, ("(event)", str(exc)), fields, source, origin)
                     continue
-                leaf, h = chain_hash(self._head, data)
-                row = StoredRow(rec, data, self._head, h)
+                leaf, h = chain_hash(head, data)
+                new_rows.append(StoredRow(rec, data, head, h))
                 # Listeners (detection evidence) get the chain position with the record; added
                 # after hashing, so it is not part of the canonical bytes.
-                rec["prev_hash"], rec["hash"] = self._head, h
-                self._frontier.append(leaf)
-                self._head = h
-                self._next_seq += 1
+                rec["prev_hash"], rec["hash"] = head, h
+                leaves.append(leaf)
+                head, seq = h, seq + 1
                 batch_ids.add(eid)
-                new_rows.append(row)
+            self._frontier.extend(leaves)
+            self._head, self._next_seq = head, seq
             self._seen |= batch_ids
             if not self._rows:
                 self._rows_since = time.monotonic()
@@ -279,12 +283,7 @@ class Ingestor:
             for q in quarantined:
                 q["reasons"] = [{"field": red.redact_text(r["field"])[0], "reason": red.redact_text(r["reason"])[0]}
                                 for r in q["reasons"]]
-            stored_q = self.quarantine.store(quarantined)
-            for fn in self._q_listeners:
-                try:
-                    fn(stored_q)
-                except Exception as exc:
-                    log.error("quarantine_listener_failed", chain_id=self.chain_id, error=str(exc)[:300])
+            self._store_quarantine(quarantined)
         result.stored = len(new_rows)
         result.records = [r.record for r in new_rows]
         self.counters[(source, "stored")] += result.stored
@@ -294,6 +293,27 @@ class Ingestor:
             for fn in self._listeners:
                 fn(result.records)
         return result
+
+    def quarantine_raw(self, items: Sequence[tuple[bytes | str | None, str, str | None]], source: str) -> list[dict]:
+        """Quarantine input that never became an event (e.g. a null Kafka message, a payload
+        that crashed a collector): (raw, reason, origin) each. Redacted, durable, and seen by
+        quarantine listeners, like rejections from `submit`."""
+        out = []
+        for raw, reason, origin in items:
+            text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else (raw or "")
+            clean, counts = self.redactor.redact_text(text)
+            out.append({"source": source, "origin": origin, "raw": clean, "redactions": counts,
+                        "reasons": [{"field": "(event)", "reason": self.redactor.redact_text(reason)[0]}]})
+        return self._store_quarantine(out)
+
+    def _store_quarantine(self, items: list[dict[str, Any]]) -> list[dict]:
+        stored = self.quarantine.store(items)
+        for fn in self._q_listeners:
+            try:
+                fn(stored)
+            except Exception as exc:
+                log.error("quarantine_listener_failed", chain_id=self.chain_id, error=str(exc)[:300])
+        return stored
 
     def flush(self) -> None:
         """Seal everything buffered now (and sign a checkpoint)."""

@@ -287,10 +287,9 @@ class KafkaCollector:
         except Exception as exc:  # a message the write path chokes on must not block the partition
             log.error("kafka_batch_isolating", chain_id=st.chain_id, error_type=type(exc).__name__, error=str(exc)[:300])
             res = self._store_one_by_one(st, values, origins)
-        quarantined = [{"source": self.source, "origin": origin_for(st.topic, st.partition, m.offset), "raw": "",
-                        "redactions": {}, "reasons": [{"field": "(message)", "reason": NULL_REASON}]} for m in nulls]
-        if quarantined:
-            ing.quarantine.store(quarantined)
+        if nulls:
+            ing.quarantine_raw([(None, NULL_REASON, origin_for(st.topic, st.partition, m.offset)) for m in nulls],
+                               source=self.source)
         reasons: dict[int, list[str]] = {}
         for r in res.rejected:
             reasons.setdefault(r.index, []).append(f"{r.field}: {r.reason}")
@@ -310,12 +309,7 @@ class KafkaCollector:
                 raise
             except Exception as exc:
                 reason = f"the write path failed on this message ({type(exc).__name__})"
-                try:
-                    raw, counts = ing.redactor.redact_text(bytes(value[:64 * 1024]).decode("utf-8", errors="replace"))
-                except Exception:
-                    raw, counts = "", {}
-                ing.quarantine.store([{"source": self.source, "origin": origin, "raw": raw, "redactions": counts,
-                                       "reasons": [{"field": "(event)", "reason": reason}]}])
+                ing.quarantine_raw([(bytes(value[:64 * 1024]), reason, origin)], source=self.source)
                 total.rejected.append(Rejection(i, "(event)", reason))
                 log.error("kafka_message_quarantined", origin=origin, error_type=type(exc).__name__)
                 continue
