@@ -489,6 +489,16 @@ class HttpSink:
                            duplicates=int(data.get("duplicates", 0) or 0) if isinstance(data, dict) else 0,
                            rejected=n_rej)
         detail = r.text[:300]
+        if code == 422:  # every item was rejected and quarantined by the collector: final, never resend
+            try:
+                data = r.json()
+            except ValueError:
+                data = {}
+            n_rej = data.get("rejected") if isinstance(data, dict) else None
+            if isinstance(n_rej, int | list):
+                n = n_rej if isinstance(n_rej, int) else len(n_rej)
+                log.warning("events_rejected_by_collector", count=n, note="quarantined by the collector with field and reason")
+                return Outcome(True, rejected=n)
         if code in (400, 413, 422):
             if len(lines) > 1:
                 return Outcome(False, split=True, error=f"HTTP {code}: {detail}")
