@@ -37,7 +37,7 @@ from ingest.wal import WalError, WriteAheadLog
 from schemas.canonical import CanonicalizationError
 from schemas.event import ToolCallEvent
 from schemas.limits import MAX_EVENT_BYTES
-from schemas.stored import build_record, event_fields, format_ts, record_bytes
+from schemas.stored import build_record, event_fields, format_ts, raw_is_simple, record_bytes
 from tooltrail.logs import get_logger
 
 log = get_logger("tooltrail.ingest")
@@ -219,18 +219,18 @@ class Ingestor:
             self.recover()
         result = SubmitResult()
         received_at = format_ts(datetime.now(UTC))
-        prepared: list[tuple[int, dict[str, Any], dict[str, int], str | None]] = []
+        prepared: list[tuple[int, dict[str, Any], dict[str, int], str | None, bool]] = []
         quarantined: list[dict[str, Any]] = []
         for i, item in enumerate(items):
             origin = origins[i] if origins else None
-            fields, problem = self._validate(item, mapper)
+            fields, problem, simple = self._validate(item, mapper)
             if problem is not None:
                 self._reject(result, quarantined, i, problem, item, source, origin)
                 continue
             fields, counts = self.redactor.redact_fields(fields)
             if "event_id" not in fields:
                 fields["event_id"] = derive_event_id(fields, source)
-            prepared.append((i, fields, counts, origin))
+            prepared.append((i, fields, counts, origin, simple))
         new_rows: list[StoredRow] = []
         with self._lock:
             # Chain state is computed in locals and committed only when the whole batch
@@ -238,7 +238,7 @@ class Ingestor:
             batch_ids: set[str] = set()
             head, seq = self._head, self._next_seq
             leaves: list[bytes] = []
-            for index, fields, counts, origin in prepared:
+            for index, fields, counts, origin, simple in prepared:
                 eid = fields["event_id"]
                 if eid in self._seen or eid in batch_ids:
                     result.duplicates += 1
@@ -248,7 +248,7 @@ class Ingestor:
                 rec = build_record(fields, source=source, received_at=received_at, redactions=counts,
                                    chain_id=self.chain_id, seq=seq)
                 try:
-                    data = record_bytes(rec)
+                    data = record_bytes(rec, simple)
                 except CanonicalizationError as exc:
                     self._reject(result, quarantined, index, ("(event)", str(exc)), fields, source, origin)
                     continue
@@ -350,32 +350,35 @@ class Ingestor:
         self.close()
 
     # ------------------------------------------------------------------ internals
-    def _validate(self, item: Item, mapper: Callable[[dict], dict] | None) -> tuple[dict[str, Any], Any]:
+    def _validate(self, item: Item, mapper: Callable[[dict], dict] | None) -> tuple[dict[str, Any], Any, bool]:
+        """(fields, problem, simple): `simple` promises the JCS fast path is exact for the
+        event's nested values (see schemas.stored.raw_is_simple)."""
         try:
             if isinstance(item, dict):
                 ev = ToolCallEvent.model_validate(mapper(item) if mapper else item)
             elif not isinstance(item, bytes | bytearray | memoryview | str):  # a JSON array item: list, number, null
-                return {}, ("(event)", "an event must be a JSON object")
+                return {}, ("(event)", "an event must be a JSON object"), False
             else:
                 raw = item.encode() if isinstance(item, str) else bytes(item)
                 if len(raw) > MAX_EVENT_BYTES:
-                    return {}, ("(event)", f"event larger than {MAX_EVENT_BYTES} bytes")
+                    return {}, ("(event)", f"event larger than {MAX_EVENT_BYTES} bytes"), False
                 if mapper is None:  # pydantic parses and validates in one pass (no interim dict)
                     ev = ToolCallEvent.model_validate_json(raw)
+                    return event_fields(ev), None, raw_is_simple(raw)
                 else:
                     try:
                         obj = orjson.loads(raw)
                     except orjson.JSONDecodeError as exc:
-                        return {}, ("(event)", f"invalid JSON: {exc}")
+                        return {}, ("(event)", f"invalid JSON: {exc}"), False
                     if not isinstance(obj, dict):
-                        return {}, ("(event)", "an event must be a JSON object")
+                        return {}, ("(event)", "an event must be a JSON object"), False
                     ev = ToolCallEvent.model_validate(mapper(obj))
         except ValidationError as exc:
             errs = exc.errors(include_url=False, include_input=False, include_context=False)
-            return {}, [_problem(e) for e in errs]
+            return {}, [_problem(e) for e in errs], False
         except (ValueError, KeyError, TypeError) as exc:  # from a gateway-format mapper
-            return {}, ("(event)", f"cannot map record: {exc}")
-        return event_fields(ev), None
+            return {}, ("(event)", f"cannot map record: {exc}"), False
+        return event_fields(ev), None, False
 
     def _reject(self, result: SubmitResult, quarantined: list[dict[str, Any]], index: int, problem: Any,
                 item: Any, source: str, origin: str | None) -> None:

@@ -66,15 +66,17 @@ class SegmentInfo:
         return orjson.dumps(d) + b"\n"
 
 
+# Typed columns are converted from the record dicts in one C++ pass (a struct array), with
+# timestamps read as strings first and cast (the canonical string is the source of truth).
+_TYPED_STRUCT = pa.struct([(name, pa.string() if typ == _TS_TYPE else typ) for name, typ, _ in TYPED_COLUMNS])
+
+
 def rows_to_table(rows: Sequence[StoredRow]) -> pa.Table:
-    recs = [r.record for r in rows]
+    typed = pa.array([r.record for r in rows], type=_TYPED_STRUCT)
     cols: list[pa.Array] = []
-    for name, typ, _ in TYPED_COLUMNS:
-        values = [rec.get(name) for rec in recs]
-        if typ == _TS_TYPE:
-            cols.append(pa.array(values, pa.string()).cast(_TS_TYPE))
-        else:
-            cols.append(pa.array(values, typ))
+    for i, (_, typ, _) in enumerate(TYPED_COLUMNS):
+        col = typed.field(i)
+        cols.append(col.cast(_TS_TYPE) if typ == _TS_TYPE else col)
     cols.append(pa.array([r.prev_hash for r in rows], pa.string()))
     cols.append(pa.array([r.hash for r in rows], pa.string()))
     cols.append(pa.array([r.data.decode() for r in rows], pa.string()))

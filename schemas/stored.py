@@ -10,6 +10,7 @@ A stored row has two faces:
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,9 +26,9 @@ TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 def format_ts(dt: datetime) -> str:
     """The one string form of a timestamp in canonical records (UTC, microseconds)."""
-    if dt.utcoffset():
+    if dt.tzinfo is None or dt.utcoffset():
         dt = dt.astimezone(UTC)
-    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return dt.isoformat(timespec="microseconds")[:-6] + "Z"  # drop "+00:00"
 
 
 def parse_ts(s: str) -> datetime:
@@ -65,14 +66,26 @@ def build_record(
     return rec
 
 
-def record_bytes(record: dict[str, Any]) -> bytes:
+def record_bytes(record: dict[str, Any], nested_simple: bool = False) -> bytes:
     """Canonical bytes of a stored record. Top-level keys are known ASCII field names, so
-    only nested values and floats decide whether the orjson fast path is exact."""
+    only nested values and floats decide whether the orjson fast path is exact.
+    `nested_simple=True` is the caller's promise that no nested value holds a float or a
+    non-ASCII key (see `raw_is_simple`), which skips the walk."""
     for v in record.values():
         t = type(v)
-        if t is float or ((t is dict or t is list) and not fast_path_ok(v)):
+        if t is float or (not nested_simple and (t is dict or t is list) and not fast_path_ok(v)):
             return canonical_bytes(record)
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+_FLOATISH = re.compile(rb"[0-9][.eE]")
+
+
+def raw_is_simple(raw: bytes) -> bool:
+    """Conservative test on an event's raw JSON: True guarantees that no value parsed from it
+    is a float and no key is non-ASCII (so the JCS fast path is exact for its nested values).
+    Strings that merely look numeric only cost the slower exact path."""
+    return raw.isascii() and b"\\u" not in raw and _FLOATISH.search(raw) is None
 
 
 # Typed columns of a stored row, in file order, with the DuckDB expression that derives the

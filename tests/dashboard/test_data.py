@@ -160,3 +160,28 @@ def test_time_parsing():
     assert parse_dt("2026-05-29 11:04") == datetime(2026, 5, 29, 11, 4, tzinfo=UTC)
     assert abs((parse_dt("now-2h") - (datetime.now(UTC) - timedelta(hours=2))).total_seconds()) < 5
     assert parse_dt("garbage") is None
+
+
+def test_stale_while_revalidate_cache(tmp_path):
+    import threading
+    import time
+
+    d = DashboardData(config_for(tmp_path / "c"), FakeQuery())
+    calls = []
+    gate = threading.Event()
+
+    def fn():
+        calls.append(1)
+        if len(calls) > 1:
+            gate.wait(5)
+        return len(calls)
+
+    assert d.cached(("k",), 0.05, fn, stale=10) == 1
+    time.sleep(0.1)
+    assert d.cached(("k",), 0.05, fn, stale=10) == 1  # stale value at once, refresh in the background
+    gate.set()
+    for _ in range(100):
+        if d._cache[("k",)][1] == 2:
+            break
+        time.sleep(0.02)
+    assert d.cached(("k",), 10, fn) == 2 and len(calls) == 2

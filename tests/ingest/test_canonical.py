@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -46,3 +47,23 @@ def test_number_policy():
 def test_key_order_is_utf16():
     value = {"\ue000": 1, "\U0001f600": 2, "a": 3}
     assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+json_objects = st.dictionaries(st.text(max_size=6), json_values, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_objects, st.booleans())
+def test_raw_simple_flag_never_changes_the_canonical_bytes(args, escape):
+    """record_bytes' shortcut (trusting raw_is_simple on the raw JSON) is exact."""
+    import orjson
+
+    from schemas.stored import raw_is_simple, record_bytes
+
+    try:
+        rfc8785.dumps(args)
+    except rfc8785.CanonicalizationError:
+        return
+    raw = json.dumps(args, ensure_ascii=escape).encode() if escape else orjson.dumps(args)
+    record = {"args": json.loads(raw), "seq": 1, "tool": "t"}
+    assert record_bytes(record, raw_is_simple(raw)) == rfc8785.dumps(record)
