@@ -1,0 +1,1 @@
+"""The SOC dashboard (Plotly Dash): `dashboard.app.create_app(config)` and `dashboard.app.run(config)`."""

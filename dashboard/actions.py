@@ -206,26 +206,23 @@ MAX_BUNDLE_EVENTS = 5000
 
 def build_bundle(actions: Actions, data: Any, tr: Any, session: str | None, principal: str | None,
                  who: str) -> tuple[str, str]:
-    """An inclusion-proof bundle (format tooltrail.proof.v1) of the events in view; verify it
-    offline with `tooltrail verify-proof FILE`."""
+    """An evidence bundle of the events in view (`tooltrail.evidence`, the exporter behind
+    `tooltrail export`): inclusion proofs, signed checkpoints, public key, and `meta.export`
+    saying what was selected, by whom. `tooltrail verify-bundle FILE` checks it offline."""
     try:
-        from ingest import proofs
+        from tooltrail.evidence import ExportError, export_evidence
     except ImportError as exc:
         raise ActionError("evidence export is not available in this installation") from exc
-    rows = data.events_for_export(tr, session, principal, MAX_BUNDLE_EVENTS + 1)
-    if not rows:
-        raise ActionError("no events in this view")
-    if len(rows) > MAX_BUNDLE_EVENTS:
-        raise ActionError(f"more than {MAX_BUNDLE_EVENTS} events in view: narrow the time range")
-    meta = {"session": session, "principal": principal, "from": _iso(tr.start), "to": _iso(tr.end),
-            "exported_by": who, "exported_from": "dashboard"}
+    sel: dict[str, Any] = {"session": session} if session else {"principal": principal}
     try:
-        bundle = proofs.build_bundle(actions.layout, [_row_tuple(r) for r in rows], meta)
-    except proofs.ProofError as exc:
+        bundle = export_evidence(actions.config, since=_iso(tr.start), until=_iso(tr.end), exported_by=who,
+                                 max_events=MAX_BUNDLE_EVENTS, rq=data.query, **sel)
+    except (ExportError, ValueError, OSError) as exc:
         raise ActionError(str(exc)) from exc
     subject = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in (session or principal or "view"))[:60]
     name = f"evidence-{subject}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    log.info("dashboard_evidence_export", user=who, events=len(rows), session=session, principal=principal)
+    log.info("dashboard_evidence_export", user=who, events=len(bundle.get("events", [])), session=session,
+             principal=principal)
     return name, json.dumps(bundle, indent=1)
 
 

@@ -109,6 +109,7 @@ class ReadOnlyQuery:
         con = duckdb.connect(":memory:")
         con.execute(f"SET memory_limit={_sql_str(self.memory_limit)}")
         con.execute(f"SET threads={int(self.threads)}")
+        con.execute("SET parquet_metadata_cache=true")  # segments are immutable: footers can be cached
         con.execute("SET autoinstall_known_extensions=false")
         con.execute("SET autoload_known_extensions=false")
         con.execute(f"SET allowed_directories=[{_sql_str(str(lay.lake) + '/')}]")

@@ -96,6 +96,7 @@ def _alerts_figure(counts: list[dict]) -> dict:
     if not live:
         return C.empty_figure("No open alerts")
     ys = list(reversed(SEVERITIES))
+    most = max(sum(r["n"] for r in live if r["severity"] == s) for s in ys)
     data = []
     for status in ("open", "acknowledged"):
         xs = [sum(r["n"] for r in live if r["severity"] == s and r["status"] == status) for s in ys]
@@ -103,7 +104,8 @@ def _alerts_figure(counts: list[dict]) -> dict:
                      "marker": {"color": [C.SEVERITY_HEX[s] for s in ys] if status == "open" else "#ced4da"},
                      "hovertemplate": "%{y}: %{x} " + status + "<extra></extra>"})
     return C.figure(data, {"barmode": "stack", "margin": {"l": 70, "r": 10, "t": 10, "b": 30},
-                           "xaxis": {"rangemode": "tozero", "tickformat": "d"}}, legend=False)
+                           "xaxis": {"rangemode": "tozero", "tickformat": "d", **({"dtick": 1} if most <= 8 else {})}},
+                    legend=False)
 
 
 def expected_band(counts: list[int], window: int = 24) -> list[tuple[float, float, float]]:
@@ -213,9 +215,10 @@ def register(app: Dash, ctx: Ctx) -> None:
                 fig = C.empty_figure(f"Could not load: {exc}")
             return (*[no_update] * 9, fig, no_update, no_update)
         try:
-            # aggregates over millions of events: a view seen in the last two minutes is shown at once
-            # and recomputed in the background (the next refresh shows the new numbers)
-            tr, ov, computed = ctx.data.cached(("overview", preset), 5.0, compute, stale=120.0)
+            # aggregates over millions of events: a view computed within two refresh periods is shown
+            # at once and recomputed in the background (the next refresh shows the new numbers)
+            tr, ov, computed = ctx.data.cached(("overview", preset), 5.0, compute,
+                                               stale=2.0 * ctx.settings.refresh_seconds)
             counts = ctx.data.alert_counts()
         except DataError as exc:
             err = C.error_state(str(exc), "Check that the data directory is readable, then reload the page.")

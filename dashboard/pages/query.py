@@ -29,7 +29,7 @@ DEFAULT_SQL = (
 
 
 def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
-    saved = S.load_all(ctx.settings.saved_query_dirs)
+    saved = S.load_all(ctx.settings.saved_query_dirs, ctx.config.data_dir)
     chosen = params.get("saved") if params.get("saved") in saved else None
     items = [
         dbc.ListGroupItem(
@@ -229,7 +229,7 @@ def csv_safe(tbl: pa.Table) -> pa.Table:
 
 def register(app: Dash, ctx: Ctx) -> None:
     def saved() -> dict[str, S.SavedQuery]:
-        return ctx.data.cached(("saved",), 10.0, lambda: S.load_all(ctx.settings.saved_query_dirs))
+        return ctx.data.cached(("saved",), 10.0, lambda: S.load_all(ctx.settings.saved_query_dirs, ctx.config.data_dir))
 
     @app.callback(
         Output("q-current", "data"),

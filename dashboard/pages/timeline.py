@@ -530,7 +530,7 @@ def register(app: Dash, ctx: Ctx) -> None:
         except (ActionError, DataError) as exc:
             return no_update, C.error_state(f"Export failed: {exc}")
         return dict(content=content, filename=name, type="application/json"), dbc.Alert(
-            f"Evidence bundle {name} downloaded. Verify it offline with `tooltrail verify-proof {name}`.",
+            f"Evidence bundle {name} downloaded. Verify it offline with `tooltrail verify-bundle {name}`.",
             color="success",
             className="py-2",
             id="tl-export-ok",
