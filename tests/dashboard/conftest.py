@@ -38,7 +38,7 @@ def dash_server(built: storegen.Built) -> Iterator[dict]:
     srv.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # module: Playwright's sync API holds an event loop in this thread while open
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")

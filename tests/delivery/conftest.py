@@ -17,10 +17,10 @@ SECRET2 = "whsec_" + base64.b64encode(b"rotated-secret-bytes-0123456789").decode
 
 
 def snippet_verifier():
-    """The receiver snippet from docs/readme/alerting.md, executed as documented."""
-    text = (ROOT / "docs" / "readme" / "alerting.md").read_text()
+    """The receiver snippet from README.md, executed as documented."""
+    text = (ROOT / "README.md").read_text()
     m = re.search(r"<!-- receiver-snippet -->\s*```python\n(.*?)```", text, re.S)
-    assert m, "receiver snippet missing from docs/readme/alerting.md"
+    assert m, "receiver snippet missing from README.md"
     ns: dict = {}
     exec(compile(m.group(1), "alerting.md", "exec"), ns)
     return ns["verify_webhook"]
