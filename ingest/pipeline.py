@@ -22,9 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from ingest import leafcache
 from ingest.chain import chain_hash, genesis_hash
 from ingest.checkpoints import CheckpointLog
 from ingest.compaction import compact_chain
@@ -176,7 +178,7 @@ class Ingestor:
                 leaf, expect = chain_hash(prev, data)
                 if seq != self._next_seq or prev != self._head or expect != h:
                     raise StoreCorruptError(f"chain {self.chain_id}: write-ahead log {path.name} breaks at seq {seq}")
-                self._rows.append(StoredRow(record, data, prev, h))
+                self._rows.append(StoredRow(record, data, prev, h, leaf))
                 self._frontier.append(leaf)
                 self._seen.add(record["event_id"])
                 self._next_seq, self._head = seq + 1, h
@@ -188,6 +190,7 @@ class Ingestor:
         if replayed:
             log.info("wal_replayed", chain_id=self.chain_id, events=replayed)
         self.checkpoints.maybe_sign(self._next_seq, self._frontier, self._head, force=True)
+        self._catch_up_leaf_cache()
 
     # ------------------------------------------------------------------ API
     @property
@@ -253,7 +256,7 @@ class Ingestor:
                     self._reject(result, quarantined, index, ("(event)", str(exc)), fields, source, origin)
                     continue
                 leaf, h = chain_hash(head, data)
-                new_rows.append(StoredRow(rec, data, head, h))
+                new_rows.append(StoredRow(rec, data, head, h, leaf))
                 # Listeners (detection evidence) get the chain position with the record; added
                 # after hashing, so it is not part of the canonical bytes.
                 rec["prev_hash"], rec["hash"] = head, h
@@ -404,7 +407,40 @@ class Ingestor:
         last = rows[-1].seq
         frontier = self._frontier_at(last)
         seal_segment(self.layout, self.chain_id, rows, [n.hex() for n in frontier.nodes])
+        self._cache_leaves(rows)
         self.checkpoints.maybe_sign(last + 1, frontier, rows[-1].hash, force=force_checkpoint)
+
+    def _cache_leaves(self, rows: list[StoredRow]) -> None:
+        """Best effort: the proof cache never affects what is stored or acknowledged."""
+        try:
+            leafcache.append(self.layout, self.chain_id, rows[0].seq, [r.leaf for r in rows])
+        except OSError as exc:
+            log.warning("leaf_cache_append_failed", chain_id=self.chain_id, error=str(exc)[:200])
+
+    def _catch_up_leaf_cache(self) -> None:
+        sealed = self._next_seq
+        lpath, _ = leafcache.paths(self.layout, self.chain_id)
+        have = lpath.stat().st_size // leafcache.HASH if lpath.exists() else 0
+        if have >= sealed:
+            return
+        log.info("leaf_cache_catch_up", chain_id=self.chain_id, leaves=sealed - have)
+
+        def records(a: int, b: int) -> list[bytes]:
+            out: list[bytes] = []
+            for info in live_segments(self.layout, self.chain_id):
+                if info.last_seq < a or info.first_seq >= b:
+                    continue
+                t = pq.read_table(self.layout.lake / info.path, columns=["seq", "record"]).sort_by("seq")
+                for seq, rec in zip(t.column("seq").to_pylist(), t.column("record").cast(pa.binary()).to_pylist(),
+                                    strict=True):
+                    if a <= seq < b:
+                        out.append(rec)
+            return out
+
+        try:
+            leafcache.extend(self.layout, self.chain_id, sealed, records)
+        except OSError as exc:
+            log.warning("leaf_cache_catch_up_failed", chain_id=self.chain_id, error=str(exc)[:200])
 
     def _frontier_at(self, last_seq: int) -> CompactRange:
         # The frontier always describes the whole chain so far; rows are only taken when
@@ -450,6 +486,7 @@ class Ingestor:
             frontier = self._frontier_at(rows[-1].seq)
         self._notify_durable()
         seal_segment(self.layout, self.chain_id, rows, [n.hex() for n in frontier.nodes])
+        self._cache_leaves(rows)
         self._wal.drop([p for p in old_files if p != self._wal.current])
         self.checkpoints.maybe_sign(rows[-1].seq + 1, frontier, rows[-1].hash)
 

@@ -25,12 +25,16 @@ from cryptography.exceptions import InvalidSignature
 from ingest.chain import link
 from ingest.checkpoints import read_checkpoints
 from ingest.layout import Layout
+from ingest.leafcache import CachedTree
 from ingest.merkle import inclusion_proof, leaf_hash, verify_inclusion
 from ingest.segments import live_segments
 from ingest.signing import key_id, load_public_key, public_key_from_b64, public_raw, verify_checkpoint
 from schemas.canonical import canonical_bytes
 from schemas.checkpoint import Checkpoint
 from schemas.stored import format_ts
+from tooltrail.logs import get_logger
+
+log = get_logger("tooltrail.proofs")
 
 BUNDLE_FORMAT = "tooltrail.proof.v1"
 
@@ -52,6 +56,30 @@ def _chain_leaves(layout: Layout, chain_id: str, size: int) -> list[bytes]:
     if len(leaves) < size:
         raise ProofError(f"chain {chain_id} holds {len(leaves)} events, fewer than the checkpoint's {size}")
     return leaves
+
+
+def _chain_events(layout: Layout, chain_id: str, cp: Checkpoint, chain_rows: list[tuple[str, int, str, str, str]]
+                  ) -> list[dict]:
+    """Proof entries of one chain's rows: from the leaf cache when it holds the tree and
+    every path leads to the signed root; otherwise by rehashing the chain (slow, exact)."""
+    root = bytes.fromhex(cp.root)
+
+    def entries(path_of: Any) -> list[dict]:
+        return [{"chain_id": chain_id, "seq": seq, "leaf_index": seq, "tree_size": cp.size, "record": record,
+                 "prev_hash": prev, "hash": h, "path": [p.hex() for p in path_of(seq)]}
+                for _, seq, record, prev, h in chain_rows]
+
+    try:
+        tree = CachedTree(layout, chain_id, cp.size)
+        out = entries(tree.inclusion_path)
+        if all(verify_inclusion(leaf_hash(e["record"].encode()), e["seq"], cp.size, [bytes.fromhex(p) for p in e["path"]],
+                                root) for e in out):
+            return out
+        log.warning("leaf_cache_disagrees", chain_id=chain_id, size=cp.size)
+    except (OSError, LookupError, ValueError):
+        pass  # no cache (yet) for this tree size
+    leaves = _chain_leaves(layout, chain_id, cp.size)
+    return entries(lambda seq: inclusion_proof(leaves, seq))
 
 
 def locate(layout: Layout, event_ids: Iterable[str]) -> list[tuple[str, int, str, str, str]]:
@@ -82,12 +110,8 @@ def build_bundle(layout: Layout, rows: list[tuple[str, int, str, str, str]], met
             raise ProofError(f"no signed checkpoint of chain {chain_id} covers seq {need - 1} yet; "
                              "wait for the next checkpoint (or run `tooltrail flush`) and retry")
         cp = max(cover, key=lambda c: c.size)
-        leaves = _chain_leaves(layout, chain_id, cp.size)
         checkpoints[chain_id] = cp.model_dump()
-        for _, seq, record, prev, h in chain_rows:
-            events.append({"chain_id": chain_id, "seq": seq, "leaf_index": seq, "tree_size": cp.size,
-                           "record": record, "prev_hash": prev, "hash": h,
-                           "path": [p.hex() for p in inclusion_proof(leaves, seq)]})
+        events.extend(_chain_events(layout, chain_id, cp, chain_rows))
     return {
         "format": BUNDLE_FORMAT,
         "created_at": format_ts(datetime.now(UTC)),

@@ -37,6 +37,7 @@ class StoredRow:
     data: bytes  # canonical bytes of `record` (the Merkle leaf input)
     prev_hash: str
     hash: str
+    leaf: bytes = b""  # RFC 6962 leaf hash of `data` (kept for the proof cache)
 
     @property
     def seq(self) -> int:
