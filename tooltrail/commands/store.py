@@ -149,7 +149,10 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     from ingest.proofs import verify_bundle
     from tooltrail.cli import UserError
 
-    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
     try:
         bundle = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -183,7 +186,7 @@ def format_table(rows: list[dict[str, Any]], columns: list[str], fmt: str, out: 
         out.write(orjson.dumps(rows, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     if fmt == "csv":
-        w = csv.writer(out)
+        w = csv.writer(out, lineterminator="\n")
         w.writerow(columns)
         for r in rows:
             w.writerow(["" if r[c] is None else r[c] for c in columns])
