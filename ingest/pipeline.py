@@ -37,12 +37,13 @@ from ingest.segments import StoredRow, live_segments, seal_segment
 from ingest.signing import Signer
 from ingest.wal import WalError, WriteAheadLog
 from schemas.canonical import CanonicalizationError
-from schemas.event import ToolCallEvent
+from schemas.event import ARGS_PRECHECKED, ToolCallEvent, raw_args_within_limits
 from schemas.limits import MAX_EVENT_BYTES
 from schemas.stored import build_record, event_fields, format_ts, raw_is_simple, record_bytes
 from tooltrail.logs import get_logger
 
 log = get_logger("tooltrail.ingest")
+_PRECHECKED = {ARGS_PRECHECKED: True}
 COMPACT_EVERY_S = 60.0
 Listener = Callable[[list[dict[str, Any]]], None]
 Item = bytes | bytearray | memoryview | str | dict
@@ -366,7 +367,7 @@ class Ingestor:
                 if len(raw) > MAX_EVENT_BYTES:
                     return {}, ("(event)", f"event larger than {MAX_EVENT_BYTES} bytes"), False
                 if mapper is None:  # pydantic parses and validates in one pass (no interim dict)
-                    ev = ToolCallEvent.model_validate_json(raw)
+                    ev = ToolCallEvent.model_validate_json(raw, context=_PRECHECKED if raw_args_within_limits(raw) else None)
                     return event_fields(ev), None, raw_is_simple(raw)
                 else:
                     try:

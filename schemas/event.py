@@ -8,11 +8,12 @@ limit lives in `schemas.limits`.
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from schemas import limits as L
 
@@ -77,6 +78,21 @@ def check_json_value(value: Any) -> None:
             raise ValueError("must be a JSON object")
 
 
+# The raw bytes of one event can prove the `args` limits hold without walking the parsed
+# value: few brackets bound the depth, a short text bounds the node count and size, and no
+# long digit run / NaN / Infinity means no out-of-domain number. Callers that checked this
+# pass context={ARGS_PRECHECKED: True} to validation.
+ARGS_PRECHECKED = "args_prechecked"
+_RISKY_NUMBERS = re.compile(rb"[0-9]{16,}|NaN|Infinity")
+
+
+def raw_args_within_limits(raw: bytes) -> bool:
+    """True guarantees check_json_value would accept the `args` parsed from `raw`."""
+    return (len(raw) <= 2 * L.MAX_ARGS_NODES and len(raw) <= L.MAX_ARGS_BYTES
+            and raw.count(b"{") + raw.count(b"[") <= L.MAX_ARGS_DEPTH
+            and _RISKY_NUMBERS.search(raw) is None)
+
+
 _clock_cache: list[float | datetime] = [0.0, datetime.now(UTC)]
 
 
@@ -131,8 +147,9 @@ class ToolCallEvent(BaseModel):
 
     @field_validator("args")
     @classmethod
-    def _args_bounded(cls, v: dict[str, Any]) -> dict[str, Any]:
-        check_json_value(v)
+    def _args_bounded(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not (info.context and info.context.get(ARGS_PRECHECKED)):
+            check_json_value(v)
         return v
 
     @field_validator("labels")

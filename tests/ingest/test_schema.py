@@ -71,3 +71,39 @@ def test_offsets_normalised_to_utc():
 def test_exported_json_schema_is_current():
     for name, model in SCHEMAS.items():
         assert (HERE / name).read_text() == render(model), f"run `python -m schemas.export` ({name} is stale)"
+
+
+def test_raw_precheck_never_admits_what_the_walk_rejects():
+    """raw_args_within_limits is a shortcut for check_json_value: it may say no, never wrongly yes."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from schemas.event import check_json_value, raw_args_within_limits
+
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                          lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=4), c, max_size=4),
+                          max_leaves=40)
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.dictionaries(st.text(max_size=4), values, max_size=5))
+    def prop(args):
+        raw = json.dumps({**SEED_EVENT, "args": args}).encode()
+        if raw_args_within_limits(raw):
+            check_json_value(json.loads(raw)["args"])  # must not raise
+
+    prop()
+
+
+@pytest.mark.parametrize("args_json", [
+    b'{"n": 12345678901234567890}', b'{"x": NaN}', b'{"x": Infinity}',
+    b'{"d":' * 20 + b"1" + b"}" * 20,
+])
+def test_write_path_rejects_out_of_limit_args_from_raw_json(config, args_json):
+    from ingest.pipeline import Ingestor
+
+    raw = b'{"ts":"2026-05-29T11:04:22Z","principal":"p","session":"s","tool":"t","decision":"allow","args":' + args_json + b"}"
+    with Ingestor.open(config, "t", direct=True) as ing:
+        res = ing.submit([raw], source="gw")
+    assert res.stored == 0 and res.rejected and res.rejected[0].field.startswith("args")
