@@ -194,7 +194,7 @@ def run_demo(config: Any, opts: DemoOptions, *, config_path: str | None = None) 
     if demo_catalog:
         env["TOOLTRAIL_DETECT__CATALOG_FILE"] = demo_catalog
     procs = [
-        subprocess.Popen([*base, "serve", "--port", str(opts.api_port), "--hook", "detect.live:attach"], env=env),
+        subprocess.Popen([*base, "serve", "--port", str(opts.api_port)], env=env),  # runs live detection
         subprocess.Popen([*base, "dashboard", "--port", str(opts.dashboard_port)], env=env),
     ]
     stop = [False]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from tooltrail.commands.common import config_from_args
@@ -17,6 +18,7 @@ from tooltrail.commands.common import config_from_args
 # Startup hooks run in every collector process with its Ingestor ("module:function", called as
 # fn(ingestor)); e.g. live detection attaches its engine with ingestor.add_listener(...).
 SERVE_HOOKS: tuple[str, ...] = ()
+LIVE_DETECTION = "detect.live:attach"
 
 
 def register(sub: Any) -> None:
@@ -30,6 +32,9 @@ def register(sub: Any) -> None:
                    help="collector processes; worker i owns chain <chain>-<i> (default http.workers = 1)")
     p.add_argument("--hook", action="append", default=[], metavar="MODULE:FUNC",
                    help="call FUNC(ingestor) in every collector process at startup (repeatable)")
+    p.add_argument("--no-detect", action="store_true",
+                   help="do not run detection in this process (run `tooltrail detect --follow` instead); "
+                        "implied by --workers > 1 and by detect.enabled = false")
     p.set_defaults(func=cmd_serve)
 
     k = sub.add_parser("keys", help="API keys of the HTTP collector: create, list, revoke")
@@ -68,9 +73,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         KeyRing.from_config(cfg)  # fail early on a bad key file / configured key
     except ApiKeyError as exc:
         raise UserError(str(exc)) from exc
+    hooks = [*SERVE_HOOKS, *args.hook]
+    workers = args.workers or cfg.http.workers
+    # Live detection: exactly one process per data dir owns the alert store, so only a
+    # single collector process runs it; with several, the detector service does.
+    if cfg.detect.enabled and not args.no_detect and LIVE_DETECTION not in hooks:
+        if workers == 1:
+            hooks.append(LIVE_DETECTION)
+        else:
+            print("tooltrail: detection is not run inside a multi-process collector; "
+                  "run `tooltrail detect --follow` beside it", file=sys.stderr)
     try:
         return serve(cfg, host=args.host, port=args.port, chain=args.chain, workers=args.workers,
-                     hooks=[*SERVE_HOOKS, *args.hook], log_level=args.log_level, config_path=args.config)
+                     hooks=hooks, log_level=args.log_level, config_path=args.config)
     except ChainBusyError as exc:
         raise UserError(str(exc)) from exc
     except OSError as exc:
