@@ -61,11 +61,11 @@ def test_kill9_during_import_then_reimport_is_exactly_once(data_dir, tmp_path):
     cmd = [sys.executable, "-m", "tooltrail.cli", "import", str(src), "--source", "import-test", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    seg_dir = data_dir / "lake" / "events"
-    while time.time() < deadline:  # kill once at least one segment is durable, mid-import
-        if seg_dir.exists() and any(seg_dir.rglob("*.parquet")):
+    manifest = data_dir / "lake" / "manifests" / "import.jsonl"
+    while time.time() < deadline:  # kill once at least one segment is listed (durable), mid-import
+        if manifest.exists() and manifest.read_bytes().count(b"\n") >= 1:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = _stored_ids(data_dir)
