@@ -12,8 +12,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
-
 from ingest.fsio import append_durable, read_lines, write_atomic
 from ingest.layout import Layout
 from ingest.merkle import CompactRange
@@ -88,14 +86,3 @@ class CheckpointLog:
                     write_atomic(pub, (self.signer.public_b64() + "\n").encode())
         except Exception as exc:  # export is a second copy: never block ingest on it
             log.warning("checkpoint_export_failed", chain_id=self.chain_id, error=str(exc)[:200])
-
-
-def load_all(layout: Layout) -> dict[str, list[Checkpoint]]:
-    out: dict[str, list[Checkpoint]] = {}
-    for p in sorted(layout.checkpoints_dir.glob("*.jsonl")):
-        out[p.stem] = read_checkpoints(p)[0]
-    return out
-
-
-def dumps(cp: Checkpoint) -> bytes:
-    return orjson.dumps(cp.model_dump())

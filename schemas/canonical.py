@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-import rfc8785
 
 from schemas.limits import JSON_SAFE_INT
 
@@ -128,8 +127,3 @@ def canonical_bytes(value: Any) -> bytes:
     except orjson.JSONEncodeError as exc:  # e.g. lone surrogates in a string
         raise CanonicalizationError(str(exc)) from exc
     return b"".join(out)
-
-
-def canonical_bytes_slow(value: Any) -> bytes:
-    """The reference path (pure rfc8785); used by tests to pin the fast path."""
-    return rfc8785.dumps(value)
