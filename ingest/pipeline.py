@@ -4,8 +4,10 @@
 - WAL mode (collectors): `submit` appends to the write-ahead log and returns once the batch
   is fsync'd (group commit); a background thread seals the buffered rows into immutable
   Parquet segments every `segment_max_seconds` / `segment_max_rows` and signs checkpoints.
-- direct mode (file import): `submit` writes the batch straight into a sealed segment and
-  returns once that is fsync'd. No WAL; re-running an import is idempotent (event ids).
+- direct mode (file import): each batch becomes a sealed segment, written on a sealing
+  thread while the caller prepares the next batch (Parquet/zstd/fsync release the GIL, so
+  this uses a second core). `submit` returns once the *previous* batch is durable;
+  `flush`/`close` wait for all. No WAL; re-running an import is idempotent (event ids).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,9 +40,9 @@ from ingest.segments import StoredRow, live_segments, seal_segment
 from ingest.signing import Signer
 from ingest.wal import WalError, WriteAheadLog
 from schemas.canonical import CanonicalizationError
-from schemas.event import ARGS_PRECHECKED, ToolCallEvent, raw_args_within_limits
+from schemas.event import ARGS_PRECHECKED, raw_args_within_limits
 from schemas.limits import MAX_EVENT_BYTES
-from schemas.stored import build_record, event_fields, format_ts, raw_is_simple, record_bytes
+from schemas.stored import build_record, format_ts, nested_simple, record_bytes, wire_fields, wire_fields_json
 from tooltrail.logs import get_logger
 
 log = get_logger("tooltrail.ingest")
@@ -47,6 +50,7 @@ _PRECHECKED = {ARGS_PRECHECKED: True}
 COMPACT_EVERY_S = 60.0
 Listener = Callable[[list[dict[str, Any]]], None]
 Item = bytes | bytearray | memoryview | str | dict
+_TEXT = (bytes, bytearray, memoryview, str)
 
 
 class ChainBusyError(RuntimeError):
@@ -80,7 +84,7 @@ def _problem(err: Any) -> tuple[str, str]:
     field = ".".join(str(p) for p in err.get("loc", ())) or "(event)"
     if err.get("type") == "json_invalid":
         return "(event)", err["msg"].replace("Invalid JSON", "invalid JSON", 1)
-    if err.get("type") == "model_type" and field == "(event)":
+    if err.get("type") in ("model_type", "dict_type") and field == "(event)":
         return field, "an event must be a JSON object"
     return field, err["msg"]
 
@@ -121,6 +125,9 @@ class Ingestor:
                     self._seen.update(pq.read_table(self.layout.lake / s.path, columns=["event_id"])
                                       .column("event_id").to_pylist())
         self._wal: WriteAheadLog | None = None
+        self._sealing: Future[None] | None = None  # direct mode: the segment being written
+        self._seal_error: BaseException | None = None
+        self._seal_pool = ThreadPoolExecutor(1, thread_name_prefix=f"seal-{chain_id}") if direct else None
         if not direct:
             self._wal = WriteAheadLog(self.layout.wal_dir / self.chain_id, durable_seq=self._next_seq - 1)
             self._wal.open_new(self._next_seq)
@@ -219,22 +226,27 @@ class Ingestor:
         in this batch may be acknowledged) when the log cannot be written."""
         if self._closed:
             raise RuntimeError("ingestor is closed")
+        if self._seal_error is not None:
+            raise StoreCorruptError(f"chain {self.chain_id}: a segment write failed ({self._seal_error}); "
+                                    "reopen the chain (a re-run import is idempotent)")
         if self._wal is not None and self._wal.failed is not None:
             self.recover()
         result = SubmitResult()
         received_at = format_ts(datetime.now(UTC))
-        prepared: list[tuple[int, dict[str, Any], dict[str, int], str | None, bool]] = []
+        valid: list[tuple[int, dict[str, Any], str | None]] = []
         quarantined: list[dict[str, Any]] = []
         for i, item in enumerate(items):
             origin = origins[i] if origins else None
-            fields, problem, simple = self._validate(item, mapper)
+            fields, problem = self._validate(item, mapper)
             if problem is not None:
                 self._reject(result, quarantined, i, problem, item, source, origin)
                 continue
-            fields, counts = self.redactor.redact_fields(fields)
+            valid.append((i, fields, origin))
+        prepared: list[tuple[int, dict[str, Any], dict[str, int], str | None]] = []
+        for (i, _, origin), (fields, counts) in zip(valid, self.redactor.redact_many([v[1] for v in valid]), strict=True):
             if "event_id" not in fields:
                 fields["event_id"] = derive_event_id(fields, source)
-            prepared.append((i, fields, counts, origin, simple))
+            prepared.append((i, fields, counts, origin))
         new_rows: list[StoredRow] = []
         with self._lock:
             # Chain state is computed in locals and committed only when the whole batch
@@ -242,13 +254,14 @@ class Ingestor:
             batch_ids: set[str] = set()
             head, seq = self._head, self._next_seq
             leaves: list[bytes] = []
-            for index, fields, counts, origin, simple in prepared:
+            for index, fields, counts, origin in prepared:
                 eid = fields["event_id"]
                 if eid in self._seen or eid in batch_ids:
                     result.duplicates += 1
                     continue
                 if origin is not None:
                     fields["origin"] = origin
+                simple = nested_simple(fields)
                 rec = build_record(fields, source=source, received_at=received_at, redactions=counts,
                                    chain_id=self.chain_id, seq=seq)
                 try:
@@ -273,8 +286,8 @@ class Ingestor:
             if not self.direct:
                 self._dispatch_q.extend(new_rows)
             if self.direct:
-                if self._rows:
-                    self._seal(self._take_rows())
+                sealing = self._take_rows()
+                frontier = self._frontier_at(sealing[-1].seq) if sealing else None
                 pos = 0
             else:
                 assert self._wal is not None
@@ -282,6 +295,11 @@ class Ingestor:
         if self._wal is not None:
             self._wal.sync(pos)  # also covers duplicates whose first copy is still in flight
             self._notify_durable()
+        else:
+            self._await_seal()  # at most one batch in flight: bounded memory, and errors surface here
+            if sealing:
+                assert self._seal_pool is not None and frontier is not None
+                self._sealing = self._seal_pool.submit(self._seal_and_notify, sealing, frontier)
         if quarantined:
             red = self.redactor
             for q in quarantined:
@@ -293,9 +311,6 @@ class Ingestor:
         self.counters[(source, "stored")] += result.stored
         self.counters[(source, "duplicate")] += result.duplicates
         self.counters[(source, "rejected")] += len(result.rejected)
-        if self.direct and new_rows:
-            for fn in self._listeners:
-                fn(result.records)
         return result
 
     def quarantine_raw(self, items: Sequence[tuple[bytes | str | None, str, str | None]], source: str) -> list[dict]:
@@ -321,6 +336,7 @@ class Ingestor:
 
     def flush(self) -> None:
         """Seal everything buffered now (and sign a checkpoint)."""
+        self._await_seal()
         with self._lock:
             rows = self._take_rows()
         if rows:
@@ -337,11 +353,22 @@ class Ingestor:
                 self._cond.notify_all()
             self._sealer.join()
             self._dispatcher.join()
-        self.flush()
+        try:
+            if self._seal_error is None:  # after a failed segment write the buffered rows cannot link up
+                self.flush()
+        finally:
+            if self._seal_pool is not None:
+                self._seal_pool.shutdown(wait=True)
+                self._seal_pool = None
+            if self._seal_error is not None:
+                self._release_chain_lock()
         if self._wal is not None:
             self._wal.close()
             self._wal.drop(self._wal.files())
         self._closed = True
+        self._release_chain_lock()
+
+    def _release_chain_lock(self) -> None:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -354,35 +381,33 @@ class Ingestor:
         self.close()
 
     # ------------------------------------------------------------------ internals
-    def _validate(self, item: Item, mapper: Callable[[dict], dict] | None) -> tuple[dict[str, Any], Any, bool]:
-        """(fields, problem, simple): `simple` promises the JCS fast path is exact for the
-        event's nested values (see schemas.stored.raw_is_simple)."""
+    def _validate(self, item: Item, mapper: Callable[[dict], dict] | None) -> tuple[dict[str, Any], Any]:
+        """(fields, None) of a valid event, or ({}, problem(s))."""
         try:
-            if isinstance(item, dict):
-                ev = ToolCallEvent.model_validate(mapper(item) if mapper else item)
-            elif not isinstance(item, bytes | bytearray | memoryview | str):  # a JSON array item: list, number, null
-                return {}, ("(event)", "an event must be a JSON object"), False
-            else:
+            if type(item) is bytes:
+                raw = item
+            elif isinstance(item, dict):
+                return wire_fields(mapper(item) if mapper else item), None
+            elif isinstance(item, _TEXT):
                 raw = item.encode() if isinstance(item, str) else bytes(item)
-                if len(raw) > MAX_EVENT_BYTES:
-                    return {}, ("(event)", f"event larger than {MAX_EVENT_BYTES} bytes"), False
-                if mapper is None:  # pydantic parses and validates in one pass (no interim dict)
-                    ev = ToolCallEvent.model_validate_json(raw, context=_PRECHECKED if raw_args_within_limits(raw) else None)
-                    return event_fields(ev), None, raw_is_simple(raw)
-                else:
-                    try:
-                        obj = orjson.loads(raw)
-                    except orjson.JSONDecodeError as exc:
-                        return {}, ("(event)", f"invalid JSON: {exc}"), False
-                    if not isinstance(obj, dict):
-                        return {}, ("(event)", "an event must be a JSON object"), False
-                    ev = ToolCallEvent.model_validate(mapper(obj))
+            else:  # a JSON array item: list, number, null
+                return {}, ("(event)", "an event must be a JSON object")
+            if len(raw) > MAX_EVENT_BYTES:
+                return {}, ("(event)", f"event larger than {MAX_EVENT_BYTES} bytes")
+            if mapper is None:  # pydantic parses and validates in one pass (no interim dict)
+                return wire_fields_json(raw, _PRECHECKED if raw_args_within_limits(raw) else None), None
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                return {}, ("(event)", f"invalid JSON: {exc}")
+            if not isinstance(obj, dict):
+                return {}, ("(event)", "an event must be a JSON object")
+            return wire_fields(mapper(obj)), None
         except ValidationError as exc:
             errs = exc.errors(include_url=False, include_input=False, include_context=False)
-            return {}, [_problem(e) for e in errs], False
+            return {}, [_problem(e) for e in errs]
         except (ValueError, KeyError, TypeError) as exc:  # from a gateway-format mapper
-            return {}, ("(event)", f"cannot map record: {exc}"), False
-        return event_fields(ev), None, False
+            return {}, ("(event)", f"cannot map record: {exc}")
 
     def _reject(self, result: SubmitResult, quarantined: list[dict[str, Any]], index: int, problem: Any,
                 item: Any, source: str, origin: str | None) -> None:
@@ -390,7 +415,7 @@ class Ingestor:
         for f, reason in problems:
             result.rejected.append(Rejection(index, self.redactor.redact_text(f)[0],
                                              self.redactor.redact_text(reason)[0]))
-        if not isinstance(item, bytes | bytearray | memoryview | str):  # key-name rules apply too
+        if not isinstance(item, _TEXT):  # key-name rules apply too
             clean, counts = self.redactor.redact_value(item)
             raw = orjson.dumps(clean, default=str).decode(errors="replace")
         else:
@@ -403,13 +428,32 @@ class Ingestor:
         rows, self._rows = self._rows, []
         return rows
 
-    def _seal(self, rows: list[StoredRow], force_checkpoint: bool = False) -> None:
-        """Write rows as a segment. Called with rows taken under the lock, in seq order."""
+    def _seal(self, rows: list[StoredRow], force_checkpoint: bool = False, frontier: CompactRange | None = None) -> None:
+        """Write rows as a segment. Called with rows taken under the lock, in seq order, and
+        the Merkle frontier at the last of them (taken at the head when not given)."""
         last = rows[-1].seq
-        frontier = self._frontier_at(last)
+        if frontier is None:
+            frontier = self._frontier_at(last)
         seal_segment(self.layout, self.chain_id, rows, [n.hex() for n in frontier.nodes])
         self._cache_leaves(rows)
         self.checkpoints.maybe_sign(last + 1, frontier, rows[-1].hash, force=force_checkpoint)
+
+    def _seal_and_notify(self, rows: list[StoredRow], frontier: CompactRange) -> None:
+        """Direct mode, on the sealing thread: the segment, then listeners (records durable)."""
+        self._seal(rows, frontier=frontier)
+        records = [r.record for r in rows]
+        for fn in self._listeners:
+            fn(records)
+
+    def _await_seal(self) -> None:
+        fut, self._sealing = self._sealing, None
+        if fut is None:
+            return
+        try:
+            fut.result()
+        except BaseException as exc:
+            self._seal_error = exc
+            raise
 
     def _cache_leaves(self, rows: list[StoredRow]) -> None:
         """Best effort: the proof cache never affects what is stored or acknowledged."""

@@ -18,6 +18,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,16 +66,23 @@ def seed_history(config: Any, days: int, seed: int) -> tuple[int, int]:
     engine = DetectionEngine.from_config(config)
     alerts = 0
 
+    lock = threading.Lock()  # records arrive on the sealing thread, quarantine on this one
+
     def count(records: list[dict]) -> None:
         nonlocal alerts
-        alerts += len(listener(records))
+        with lock:
+            alerts += len(listener(records))
+
+    def quarantined(items: list[dict]) -> None:
+        with lock:
+            engine.process_quarantine(items)
 
     listener = Listener(engine)
     stored = 0
     by_source: dict[str, list[dict]] = {}
     with Ingestor.open(config, HISTORY_CHAIN, direct=True) as ing:
         ing.add_listener(count)
-        ing.add_quarantine_listener(engine.process_quarantine)
+        ing.add_quarantine_listener(quarantined)
         for le in generate(seed=seed, days=days + 1, principals=40, attacks=True, start=start.strftime("%Y-%m-%dT%H:%M:%SZ")):
             if le.event is None or le.event["ts"] > horizon.strftime("%Y-%m-%dT%H:%M:%S"):
                 continue

@@ -54,16 +54,16 @@ json_objects = st.dictionaries(st.text(max_size=6), json_values, max_size=6)
 
 @settings(max_examples=300, deadline=None)
 @given(json_objects, st.booleans())
-def test_raw_simple_flag_never_changes_the_canonical_bytes(args, escape):
-    """record_bytes' shortcut (trusting raw_is_simple on the raw JSON) is exact."""
+def test_nested_simple_flag_never_changes_the_canonical_bytes(args, escape):
+    """record_bytes' shortcut (trusting nested_simple on the parsed event) is exact."""
     import orjson
 
-    from schemas.stored import raw_is_simple, record_bytes
+    from schemas.stored import nested_simple, record_bytes
 
     try:
         rfc8785.dumps(args)
     except rfc8785.CanonicalizationError:
         return
     raw = json.dumps(args, ensure_ascii=escape).encode() if escape else orjson.dumps(args)
-    record = {"args": json.loads(raw), "seq": 1, "tool": "t"}
-    assert record_bytes(record, raw_is_simple(raw)) == rfc8785.dumps(record)
+    record = {"args": json.loads(raw), "labels": {k: "v" for k in args}, "seq": 1, "tool": "t"}
+    assert record_bytes(record, nested_simple(record)) == rfc8785.dumps(record)

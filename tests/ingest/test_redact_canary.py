@@ -104,6 +104,9 @@ class _NoRedaction:
     def redact_fields(self, fields):
         return dict(fields), {}
 
+    def redact_many(self, batch):
+        return [self.redact_fields(f) for f in batch]
+
     def redact_text(self, text):
         return (text.decode("utf-8", "replace") if isinstance(text, bytes) else text), {}
 

@@ -13,6 +13,7 @@ untouched in >= 99% of cases, and so must realistic clean events.
 from __future__ import annotations
 
 import collections
+import random
 
 import orjson
 import pytest
@@ -57,6 +58,18 @@ def test_recall_write_path(r, cases):
     recall = 1 - len(missed) / len(cases)
     assert recall == 1.0, f"recall {recall:.4f}; missed {missed[:20]}"
     assert not wrong_type, wrong_type[:20]
+
+
+@pytest.mark.parametrize("chunk", [1, 16, 64])
+def test_batch_gate_gives_the_same_result_as_each_event_alone(r, cases, chunk):
+    """redact_many clears whole chunks with one gate match; mixed with clean events in any
+    order, every corpus secret must still come out exactly as redact_fields gives it."""
+    clean = realistic_events(400)
+    batch = [c.fields for c in cases] + clean
+    random.Random(chunk).shuffle(batch)
+    got = r.redact_many(batch, chunk=chunk)
+    assert got == [r.redact_fields(f) for f in batch]
+    assert sum(1 for _, counts in got if counts) >= len(cases)
 
 
 def test_recall_quarantine_text_path(r, cases):
