@@ -72,8 +72,8 @@ def _wire_adapter() -> TypeAdapter[dict[str, Any]]:
 _WIRE = _wire_adapter()
 
 
-def _wire_finish(d: dict[str, Any]) -> dict[str, Any]:
-    if None in d.values():  # explicit nulls mean "absent", as in the model
+def _wire_finish(d: dict[str, Any], maybe_null: bool = True) -> dict[str, Any]:
+    if maybe_null and None in d.values():  # explicit nulls mean "absent", as in the model
         d = {k: v for k, v in d.items() if v is not None}
     if "args" not in d:
         d["args"] = {}
@@ -83,7 +83,7 @@ def _wire_finish(d: dict[str, Any]) -> dict[str, Any]:
 def wire_fields_json(raw: bytes, context: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate one raw JSON event; same result (or ValidationError) as
     event_fields(ToolCallEvent.model_validate_json(raw, context=context))."""
-    return _wire_finish(_WIRE.validate_json(raw, context=context))
+    return _wire_finish(_WIRE.validate_json(raw, context=context), b"null" in raw)
 
 
 def wire_fields(obj: Any, context: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -128,15 +128,18 @@ def record_bytes(record: dict[str, Any], nested_simple: bool = False) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
+_FLAT_TYPES = frozenset((str, int, bool, type(None)))  # validated ints are within +-2^53
+
+
 def nested_simple(fields: dict[str, Any]) -> bool:
     """True guarantees that the event's nested values (`args`, `labels`; `scopes_granted`
     only holds strings) contain no float and no non-ASCII object key, so the JCS fast path
-    is exact for them (the `nested_simple` promise of record_bytes). Judged on the compact
-    orjson dump of `args`, which is ~4x cheaper than walking it: in that dump a float always
-    shows as a digit followed by "." or "e"; strings that merely look like that only cost
-    the exact path."""
+    is exact for them (the `nested_simple` promise of record_bytes). Flat `args` are judged
+    by their value types; nested ones on their compact orjson dump, which is ~4x cheaper
+    than walking them: in that dump a float always shows as a digit followed by "." or "e";
+    strings that merely look like that only cost the exact path."""
     args = fields.get("args")
-    if args:
+    if args and not (_FLAT_TYPES.issuperset(map(type, args.values())) and "".join(args).isascii()):
         shape = number_shape(orjson.dumps(args))
         if not shape.isascii() or b"0." in shape or b"0e" in shape:
             return False
