@@ -5,7 +5,8 @@ one writer per chain) and the reading process routes every line by a hash of its
 `event_id` (or of the line when it has none), so a given event always reaches the same
 worker and is deduplicated there. Workers also load the event ids of their sibling chains
 at start, so re-running an interrupted import with a different worker count stores nothing
-twice. Each batch is acknowledged only once its segment is durable.
+twice. Segments are written on a sealing thread while the next batch is validated; the
+totals are reported once every segment is durable.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _worker(config: Any, chain_id: str, siblings: list[str], source: str, fmt: s
 
     try:
         adapter = _adapter(fmt)
-        ing = Ingestor.open(config, chain_id, direct=True, dedupe_with=siblings)
+        ing = Ingestor.open(config, chain_id, direct=True, pipelined=True, dedupe_with=siblings)
     except Exception as exc:
         outbox.put(("error", f"{chain_id}: {exc}"))
         return
@@ -127,7 +128,7 @@ def import_files(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, sourc
         from ingest.pipeline import Ingestor
 
         adapter = _adapter(fmt)
-        with Ingestor.open(config, chain, direct=True, dedupe_with=siblings) as ing:
+        with Ingestor.open(config, chain, direct=True, pipelined=True, dedupe_with=siblings) as ing:
             for fh, name in sources:
                 for lines, origins, nbytes in read_batches(fh, name):
                     totals.add(*submit_lines(ing, lines, origins, source, adapter))

@@ -4,9 +4,10 @@
 - WAL mode (collectors): `submit` appends to the write-ahead log and returns once the batch
   is fsync'd (group commit); a background thread seals the buffered rows into immutable
   Parquet segments every `segment_max_seconds` / `segment_max_rows` and signs checkpoints.
-- direct mode (file import): each batch becomes a sealed segment, written on a sealing
+- direct mode (file import): `submit` writes the batch straight into a sealed segment and
+  returns once that is fsync'd. With `pipelined=True` the segment is written on a sealing
   thread while the caller prepares the next batch (Parquet/zstd/fsync release the GIL, so
-  this uses a second core). `submit` returns once the *previous* batch is durable;
+  this uses a second core): `submit` then returns once the *previous* batch is durable, and
   `flush`/`close` wait for all. No WAL; re-running an import is idempotent (event ids).
 """
 
@@ -91,11 +92,12 @@ def _problem(err: Any) -> tuple[str, str]:
 
 class Ingestor:
     def __init__(self, config: Any, chain_id: str, *, redactor: Any = None, signer: Signer | None = None,
-                 direct: bool = False, dedupe_with: Sequence[str] = ()) -> None:
+                 direct: bool = False, pipelined: bool = False, dedupe_with: Sequence[str] = ()) -> None:
         self.config = config
         self.layout: Layout = config.layout.ensure()
         self.chain_id = check_chain_id(chain_id)
         self.direct = direct
+        self.pipelined = direct and pipelined
         st = config.storage
         self._max_rows = st.segment_max_rows
         self._max_age = st.segment_max_seconds
@@ -300,6 +302,8 @@ class Ingestor:
             if sealing:
                 assert self._seal_pool is not None and frontier is not None
                 self._sealing = self._seal_pool.submit(self._seal_and_notify, sealing, frontier)
+                if not self.pipelined:
+                    self._await_seal()
         if quarantined:
             red = self.redactor
             for q in quarantined:
