@@ -92,7 +92,9 @@ def _sibling_chains(layout: Any, chain: str) -> list[str]:
 def _worker(config: Any, chain_id: str, siblings: list[str], source: str, fmt: str,
             inbox: Any, outbox: Any) -> None:
     from ingest.pipeline import Ingestor
+    from ingest.runtime import tune_gc
 
+    tune_gc()
     try:
         adapter = _adapter(fmt)
         ing = Ingestor.open(config, chain_id, direct=True, pipelined=True, dedupe_with=siblings)

@@ -5,10 +5,10 @@ dashboard/ or the read layer."""
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import sys
 
+from ingest.runtime import tune_gc
 from tooltrail.errors import UserError
 from tooltrail.logs import configure_logging, get_logger
 
@@ -41,17 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tune_gc() -> None:
-    """Every event makes a few short-lived dicts and no cycles; the default gen-0 threshold
-    (700 allocations) runs the cycle collector thousands of times per batch. Collect less
-    often, and keep the objects of start-up out of every collection."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 10)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _tune_gc()
+    tune_gc()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)

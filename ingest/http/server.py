@@ -172,8 +172,10 @@ def serve(config: Any, *, host: str | None = None, port: int | None = None, chai
 def worker_app() -> Any:
     """App factory run inside each worker process (`serve(workers=N)`)."""
     from ingest.http.app import create_app
+    from ingest.runtime import tune_gc
     from tooltrail.config import load_config
 
+    tune_gc()  # a spawned worker does not run the CLI's main()
     spec = json.loads(os.environ[ENV_PREFIX + "SPEC"])
     configure_server_logging(spec["log_level"])
     config = load_config(spec["config_path"], data_dir=spec["data_dir"])
