@@ -317,14 +317,14 @@ class _FlakyCollector(KafkaCollector):
     def _load_keys(self) -> None:
         super()._load_keys()
         red = self._shared["redactor"]
-        real = red.redact_fields
+        real = red.redact_many
 
-        def redact_fields(fields):
-            if fields.get("args", {}).get("note") == "BOOM":
+        def redact_many(batch, *a, **kw):
+            if any(fields.get("args", {}).get("note") == "BOOM" for fields in batch):
                 raise RuntimeError("redactor bug")
-            return real(fields)
+            return real(batch, *a, **kw)
 
-        red.redact_fields = redact_fields
+        red.redact_many = redact_many
 
     def _store(self, st, msgs):
         from ingest.wal import WalError
