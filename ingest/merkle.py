@@ -41,20 +41,71 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+def range_heights(begin: int, end: int) -> list[int]:
+    """Heights of the perfect subtrees that exactly cover leaves [begin, end), left to right
+    (the maximal aligned nodes of the tree; for begin 0, the binary digits of end)."""
+    out: list[int] = []
+    while begin < end:
+        h = (end - begin).bit_length() - 1  # the largest subtree that fits, if begin is aligned to it
+        if begin:
+            h = min(h, (begin & -begin).bit_length() - 1)
+        out.append(h)
+        begin += 1 << h
+    return out
+
+
+def perfect_root(leaves: Sequence[bytes]) -> bytes:
+    """Root of a perfect subtree (len(leaves) a power of two), one level at a time."""
+    level = leaves
+    sha, one = _sha256, b"\x01"
+    while len(level) > 1:
+        it = iter(level)
+        level = [sha(one + a + b).digest() for a, b in zip(it, it, strict=True)]
+    return level[0]
+
+
 class CompactRange:
-    """Append-only Merkle frontier: O(log n) state, the root at any time.
+    """Merkle compact range of leaves [begin, size): O(log n) state.
 
-    `nodes[i]` is the root of a perfect subtree; sizes follow the binary digits of `size`."""
+    `nodes` are the roots of the perfect subtrees that cover the range (see `range_heights`).
+    With begin 0 (the default) this is the append-only frontier of a tree of `size` leaves,
+    whose root is known at any time. Ranges of adjacent leaves merge in O(log n) hashes
+    (`merge`), so a tree can be built in independent pieces."""
 
-    __slots__ = ("size", "nodes")
+    __slots__ = ("size", "nodes", "begin")
 
-    def __init__(self, size: int = 0, nodes: list[bytes] | None = None) -> None:
-        self.size = size
+    def __init__(self, size: int = 0, nodes: list[bytes] | None = None, *, begin: int = 0) -> None:
+        self.begin = begin
+        self.size = size  # one past the last leaf: the tree size when begin is 0
         self.nodes: list[bytes] = list(nodes or [])
-        if len(self.nodes) != bin(size).count("1"):
+        if not 0 <= begin <= size or len(self.nodes) != len(range_heights(begin, size)):
             raise ValueError("compact range does not match its size")
 
+    @classmethod
+    def of_leaves(cls, leaves: Sequence[bytes], begin: int = 0) -> CompactRange:
+        """The compact range of `leaves` placed at positions begin.. (~len(leaves) hashes)."""
+        nodes: list[bytes] = []
+        off = 0
+        for h in range_heights(begin, begin + len(leaves)):
+            nodes.append(perfect_root(leaves[off:off + (1 << h)]))
+            off += 1 << h
+        return cls(begin + len(leaves), nodes, begin=begin)
+
+    def _push(self, node: bytes, height: int) -> None:
+        """Append the root of a perfect subtree of 2**height leaves starting at `size`."""
+        pos, h = self.size >> height, height
+        # Merge with the left sibling while this node is a right child and the sibling lies in the range.
+        while pos & 1 and (pos - 1) << h >= self.begin:
+            node = node_hash(self.nodes.pop(), node)
+            pos >>= 1
+            h += 1
+        self.nodes.append(node)
+        self.size += 1 << height
+
     def append(self, leaf: bytes) -> None:
+        if self.begin:
+            self._push(leaf, 0)
+            return
         node = leaf
         s = self.size
         while s & 1:
@@ -67,7 +118,16 @@ class CompactRange:
         for leaf in leaves:
             self.append(leaf)
 
+    def merge(self, other: CompactRange) -> None:
+        """Extend this range by the adjacent range `other` (other.begin == self.size)."""
+        if other.begin != self.size:
+            raise ValueError(f"ranges are not adjacent: [{self.begin}, {self.size}) and [{other.begin}, {other.size})")
+        for node, h in zip(other.nodes, range_heights(other.begin, other.size), strict=True):
+            self._push(node, h)
+
     def root(self) -> bytes:
+        if self.begin:
+            raise ValueError("only a range that starts at leaf 0 has a root")
         if not self.nodes:
             return EMPTY_ROOT
         acc = self.nodes[-1]
@@ -76,7 +136,7 @@ class CompactRange:
         return acc
 
     def copy(self) -> CompactRange:
-        return CompactRange(self.size, self.nodes)
+        return CompactRange(self.size, self.nodes, begin=self.begin)
 
 
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:

@@ -3,6 +3,7 @@ property tests: every inclusion and consistency proof verifies and a flipped bit
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from ingest.merkle import (
     consistency_proof,
     inclusion_proof,
     leaf_hash,
+    range_heights,
     root,
     verify_consistency,
     verify_inclusion,
@@ -102,3 +104,38 @@ def test_consistency_proofs_verify_and_bit_flips_fail(n, data):
         bad = list(proof)
         bad[k] = _flip(bad[k], bit)
         assert not verify_consistency(m, n, r1, r2, bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(0, 600), data=st.data())
+def test_compact_ranges_merged_equal_leaves_appended_one_by_one(n, data):
+    """verify builds each segment's ranges in a worker (split at checkpoint sizes) and merges
+    them: every prefix it reaches must have the frontier and root of one-by-one appends."""
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+    cuts = sorted(data.draw(st.sets(st.integers(0, n), max_size=8)) | {0, n})
+    merged = CompactRange()
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        part = CompactRange.of_leaves(leaves[a:b], a)
+        one_by_one = CompactRange(a, [], begin=a)
+        one_by_one.extend(leaves[a:b])
+        assert (part.begin, part.size, part.nodes) == (a, b, one_by_one.nodes)
+        assert len(part.nodes) == len(range_heights(a, b))
+        merged.merge(part)
+        reference = CompactRange()
+        reference.extend(leaves[:b])
+        assert (merged.size, merged.nodes) == (reference.size, reference.nodes)
+        assert merged.root() == reference.root() == root(leaves[:b])
+
+
+def test_compact_range_merge_rejects_gaps_and_partial_roots():
+    leaves = [leaf_hash(bytes([i])) for i in range(10)]
+    head = CompactRange.of_leaves(leaves[:4])
+    with pytest.raises(ValueError):
+        head.merge(CompactRange.of_leaves(leaves[5:], 5))
+    tail = CompactRange.of_leaves(leaves[4:], 4)
+    with pytest.raises(ValueError):
+        tail.root()
+    with pytest.raises(ValueError):
+        CompactRange(7, [leaves[0]], begin=3)
+    head.merge(tail)
+    assert head.root() == root(leaves)

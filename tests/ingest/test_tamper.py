@@ -201,3 +201,113 @@ def test_unsigned_tail_reported(config):
     ing.close()
     rep = verify(config.layout, save=False)
     assert rep.chains[0].unsigned_tail == 0 and rep.chains[0].signed_size == 50
+
+
+def _sign_inside_segment(layout, size, root_hex=None):
+    """Sign a checkpoint at a size that falls inside a segment (the root of the first `size`
+    stored records unless root_hex is given)."""
+    from ingest.merkle import leaf_hash, root
+
+    rows = [r for info in live_segments(layout, "local") for r in pq.read_table(layout.lake / info.path)
+            .sort_by("seq").select(["hash", "record"]).to_pylist()][:size]
+    good = root([leaf_hash(r["record"].encode()) for r in rows]).hex()
+    cp = Signer.load(layout.keys).sign("local", size, root_hex or good, rows[-1]["hash"], "2026-01-01T00:00:00.000000Z")
+    with open(layout.checkpoints("local"), "ab") as fh:
+        fh.write(cp.model_dump_json().encode() + b"\n")
+    return good
+
+
+def test_right_root_signed_inside_a_segment_verifies(store):
+    _sign_inside_segment(store, 75)
+    rep = verify(store, save=False)
+    assert rep.ok, rep.to_dict()
+    assert rep.chains[0].checkpoints == 4
+
+
+def test_wrong_root_signed_inside_a_segment(store):
+    good = _sign_inside_segment(store, 75, root_hex="cd" * 32)
+    assert good != "cd" * 32
+    bad = _first_bad(store)
+    assert (bad.kind, bad.seq, bad.file) == ("checkpoint_root_mismatch", 74, _segment(store, 1).path)
+
+
+def test_worker_pool_reports_what_one_process_reports(store):
+    """The pool path (forkserver workers, results merged out of order) names the same problems."""
+    assert verify(store, save=False, workers=2).ok
+    _sign_inside_segment(store, 120, root_hex="ab" * 32)
+
+    def edit(rows):
+        rows[30]["record"] = rows[30]["record"].replace("invoice lookup", "invoice lookuq")
+        return rows
+    _rewrite(store, 2, edit)
+    one = verify(store, save=False, workers=1).to_dict()
+    two = verify(store, save=False, workers=2).to_dict()
+    for rep in (one, two):
+        del rep["seconds"], rep["verified_at"]
+    assert one == two
+    kinds = [(p["kind"], p["seq"]) for p in one["chains"][0]["problems"]]
+    assert kinds == [("checkpoint_root_mismatch", 119), ("hash_mismatch", 130)]
+
+
+def test_clean_segments_take_the_fast_path(store, monkeypatch):
+    import ingest.verify as verify_mod
+
+    def no_exact(*args, **kwargs):
+        raise AssertionError("a clean segment fell back to the exact row-by-row check")
+    monkeypatch.setattr(verify_mod, "_exact_check", no_exact)
+    assert verify(store, save=False).ok
+
+
+_OTHER_VALUE = {"event_id": "ev-forged", "received_at": None, "agent": "other-agent", "session": "s-other",
+                "server": "other", "result": "error", "scope_checked": "admin:*", "result_bytes": 999_999,
+                "chain_id": "elsewhere", "principal": None, "latency_ms": None}
+
+
+@pytest.mark.parametrize("column", sorted(_OTHER_VALUE))
+def test_every_typed_column_is_cross_checked(store, column):
+    def edit(rows):
+        value = _OTHER_VALUE[column]
+        if column == "received_at":
+            value = rows[4]["received_at"].replace(year=2001)
+        rows[4][column] = value
+        return rows
+    info = _rewrite(store, 1, edit)
+    bad = _first_bad(store)
+    assert (bad.kind, bad.seq, bad.file) == ("column_mismatch", 54, info.path)
+    assert column in bad.detail
+
+
+def _small_row_groups(layout, index, fn=lambda rows: rows):
+    """Rewrite a segment with 8-row row groups (a big compacted segment in miniature)."""
+    info = _segment(layout, index)
+    path = layout.lake / info.path
+    table = pq.read_table(path).sort_by("seq")
+    pq.write_table(pa.Table.from_pylist(fn(table.to_pylist()), schema=table.schema), path, row_group_size=8)
+    return info
+
+
+@pytest.mark.parametrize("tamper", ["none", "column", "record"])
+def test_big_segments_split_over_workers_report_the_same(store, monkeypatch, tamper):
+    """Segments too big to balance have their typed-column check split into row-group jobs."""
+    import ingest.verify as verify_mod
+
+    def edit(rows):
+        if tamper == "column":
+            rows[37]["tool"] = "rm_rf"
+        elif tamper == "record":
+            rows[37]["record"] = rows[37]["record"].replace("invoice lookup", "invoice lookuq")
+        return rows
+    infos = [_small_row_groups(store, i, edit if i == 1 else (lambda rows: rows)) for i in range(3)]
+    monkeypatch.setattr(verify_mod, "SPLIT_MIN_ROWS", 1)  # every segment here is > 1/4 of the rows
+    split = verify(store, save=False, workers=2).to_dict()
+    monkeypatch.setattr(verify_mod, "SPLIT_MIN_ROWS", 10**12)
+    whole = verify(store, save=False, workers=2).to_dict()
+    for rep in (split, whole):
+        del rep["seconds"], rep["verified_at"]
+    assert split == whole
+    if tamper == "none":
+        assert split["ok"]
+    else:
+        chain = split["chains"][0]
+        want = "column_mismatch" if tamper == "column" else "hash_mismatch"
+        assert (chain["problems"][0]["kind"], chain["first_bad_seq"], chain["first_bad_file"]) == (want, 87, infos[1].path)
