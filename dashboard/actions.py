@@ -100,6 +100,13 @@ class Actions:
         except (OSError, ValueError, TypeError):
             pass
 
+    def _save_last_verify(self) -> None:
+        try:
+            self._verify_state_file.parent.mkdir(parents=True, exist_ok=True)
+            self._verify_state_file.write_text(json.dumps(self.verify_job.as_dict(), default=str))
+        except OSError as exc:
+            log.warning("dashboard_verify_state_not_saved", error=str(exc)[:200])
+
     def last_verify(self) -> dict[str, Any]:
         """The running job, or the latest finished verification: this dashboard's, or one that
         `tooltrail verify` ran later (ingest saves every run's report)."""

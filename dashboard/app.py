@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, dcc, html, set_props
-from flask import Flask, g
+from dash import Dash, Input, Output, State, dcc, html, no_update, set_props
+from flask import Flask, g, has_request_context, request, send_file
 
 from dashboard.actions import Actions
 from dashboard.auth import Auth
@@ -33,6 +34,11 @@ from tooltrail.logs import get_logger
 
 log = get_logger("tooltrail.dashboard")
 ASSETS = str(Path(__file__).parent / "assets")
+# plotly.js "basic" (scatter, bar, pie: every trace the pages draw) from the npm package
+# plotly.js-basic-dist-min 4.1.1, 1.2 MB instead of the full 4.8 MB bundle that Python's plotly
+# ships; dcc.Graph fetches it from this path (fixed in Dash's renderer) the first time a page draws a graph.
+PLOTLY_JS = Path(__file__).parent / "vendor" / "plotly-basic.min.js"
+PLOTLY_JS_PATH = "_dash-component-suites/plotly/package_data/plotly.min.js"
 PAGES = {"/": overview, "/alerts": alerts, "/timeline": timeline, "/integrity": integrity, "/query": query}
 NAV = (
     ("Overview", "/"),
@@ -91,13 +97,15 @@ def _navbar() -> dbc.Navbar:
     )
 
 
-def _shell() -> html.Div:
-    """The page shell; a function so that it is built per request with the user's CSRF token."""
+def _shell(page: Any = None, rendered: str | None = None) -> html.Div:
+    """The page shell, built per request (the user's CSRF token); `page`: the content of the page
+    at `rendered` (path + query), when the layout request already knows which page it is for."""
     return html.Div(
         [
             dcc.Location(id="url", refresh="callback-nav"),
+            dcc.Store(id="tt-rendered", data=rendered),
             _navbar(),
-            html.Main(dbc.Container(id="page", fluid=True, className="tt-page"), className="tt-main"),
+            html.Main(dbc.Container(page, id="page", fluid=True, className="tt-page"), className="tt-main"),
             dbc.Toast(
                 id="tt-toast",
                 header="Something went wrong",
@@ -111,8 +119,32 @@ def _shell() -> html.Div:
     )
 
 
+def _referring_page() -> tuple[str, str] | None:
+    """(path, ?query) of the page that requests the layout: the renderer fetches /_dash-layout
+    from the page itself, and Referrer-Policy same-origin keeps the full same-origin URL."""
+    if not has_request_context() or not request.referrer:
+        return None
+    ref = urlsplit(request.referrer)
+    if ref.netloc != request.host or (ref.path.rstrip("/") or "/") not in PAGES:
+        return None
+    return ref.path, f"?{ref.query}" if ref.query else ""
+
+
 def params_of(search: str | None) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items() if v}
+
+
+_POLYFILL_TAG = re.compile(r'<script src="[^"]*/deps/polyfill@[^"]*"></script>\s*')
+
+
+class _Dash(Dash):
+    def interpolate_index(self, **kwargs: Any) -> str:
+        # Dash still ships @babel/polyfill (core-js 2) for browsers it no longer supports: ~0.1 s of
+        # script on every full load, and it swaps native functions (String.trim, setImmediate for
+        # React's scheduler) for its own. Of it, the components only need `regeneratorRuntime`,
+        # which assets/00-regenerator-runtime.js provides (regenerator-runtime 0.14.1, MIT).
+        kwargs["scripts"] = _POLYFILL_TAG.sub("", kwargs.get("scripts", ""))
+        return super().interpolate_index(**kwargs)
 
 
 def create_app(config: Any, *, query: Any = None, users: UserStore | None = None) -> Dash:
@@ -135,7 +167,7 @@ def create_app(config: Any, *, query: Any = None, users: UserStore | None = None
             },
         )
 
-    app = Dash(
+    app = _Dash(
         "tooltrail.dashboard",
         server=server,
         assets_folder=ASSETS,
@@ -144,18 +176,48 @@ def create_app(config: Any, *, query: Any = None, users: UserStore | None = None
         suppress_callback_exceptions=True,
         serve_locally=True,
         on_error=_on_error,
-        enable_mcp=False, eager_loading=True,
+        enable_mcp=False,
+        # Lazy: a page fetches the component chunks it renders (tables, dropdowns, graphs) and
+        # plotly.js only when it draws a graph, instead of ~10 MB of scripts on every page load.
+        eager_loading=False,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
+    if PLOTLY_JS.is_file():  # else Dash serves its full bundle there
+        # more specific than Dash's component-suites route, so it wins; ETag + revalidation (no version in the URL)
+        server.add_url_rule(app.config.routes_pathname_prefix + PLOTLY_JS_PATH, "tt_plotly_js",
+                            lambda: send_file(PLOTLY_JS, mimetype="text/javascript", conditional=True, etag=True))
+    else:
+        log.warning("dashboard_plotly_partial_bundle_missing", path=str(PLOTLY_JS))
     ctx = Ctx(config=config, settings=settings, data=DashboardData(config, query), actions=Actions(config))
-    app.layout = _shell
 
-    @app.callback(Output("page", "children"), Input("url", "pathname"), Input("url", "search"))
-    def _route(pathname: str | None, search: str | None):
+    def _layout() -> html.Div:
+        # The page's content (Overview's and Timeline's with their data) goes into the layout itself:
+        # on screen, and its callbacks started, without waiting for `_route`'s round trip.
+        here = _referring_page()
+        if here is None:
+            return _shell()
+        try:
+            return _shell(_page(*here), here[0] + here[1])
+        except Exception as exc:  # `_route` renders it again and reports the error
+            log.warning("dashboard_layout_page_failed", error_type=type(exc).__name__, error=str(exc)[:200])
+            return _shell()
+
+    def _page(pathname: str | None, search: str | None) -> Any:
         page = PAGES.get((pathname or "/").rstrip("/") or "/")
         if page is None:
             return empty_state("Page not found", dcc.Link("Go to the overview", href="/"), id_="not-found")
         return page.layout(ctx, params_of(search))
+
+    app.layout = _layout
+
+    @app.callback(Output("page", "children"), Output("tt-rendered", "data"), Input("url", "pathname"),
+                  Input("url", "search"), State("tt-rendered", "data"))
+    def _route(pathname: str | None, search: str | None, rendered: str | None):
+        if rendered is None:
+            return _page(pathname, search), no_update
+        # dcc.Location reporting the URL on load: the layout already holds this page
+        here = (pathname or "/") + (search or "")
+        return (no_update if rendered == here else _page(pathname, search)), None
 
     for page in PAGES.values():
         page.register(app, ctx)
@@ -183,7 +245,9 @@ def make_server(app: Dash, host: str, port: int) -> Any:
 
 def warm_up(app: Dash) -> threading.Thread:
     """Load the views, the alerts snapshot and the default Overview in the background."""
-    t = threading.Thread(target=app.tooltrail.data.warm_up, name="tooltrail-warm-up", daemon=True)  # type: ignore[attr-defined]
+    ctx = app.tooltrail  # type: ignore[attr-defined]
+    t = threading.Thread(target=ctx.data.warm_up, args=(lambda: overview.warm(ctx),), name="tooltrail-warm-up",
+                         daemon=True)
     t.start()
     return t
 

@@ -369,7 +369,11 @@ class Auth:
         h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
         if self.settings.cookie_secure:
             h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if not request.path.startswith(PUBLIC_PREFIXES):
+        if request.path.startswith(PUBLIC_PREFIXES) or request.path == "/_favicon.ico":
+            if resp.status_code in (200, 304) and ("m" in request.args or "v" in request.args):
+                # fingerprinted by Dash (file mtime, Dash version): a changed file gets a new URL
+                h["Cache-Control"] = "public, max-age=31536000, immutable"
+        else:
             h["Cache-Control"] = "no-store"
         h.pop("Server", None)
         took = time.perf_counter() - getattr(g, "tt_t0", time.perf_counter())

@@ -227,16 +227,14 @@ class DashboardData:
             with self._lock:
                 self._refreshing.discard(key)
 
-    def warm_up(self) -> None:
-        """Open the views, load the alerts snapshot and the default Overview once, so that the
-        first analyst after a start does not wait for them (run in a background thread)."""
-        from dashboard.timeutil import preset_range
-
+    def warm_up(self, *more: Any) -> None:
+        """Open the views, load the alerts snapshot and run the pages' warmers `more` once, so
+        that the first analyst after a start does not wait for them (run in a background thread)."""
         t0 = time.perf_counter()
         try:
             self.alerts_snapshot.cursor().close()
-            t = preset_range("24h")
-            self.cached(("overview", "24h"), 5.0, lambda: (t, self.overview(t), datetime.now(t.end.tzinfo)))
+            for fn in more:
+                fn()
         except Exception as exc:  # an empty or unreadable store: the pages say what is wrong
             log.info("dashboard_warm_up_skipped", error=str(exc)[:200])
             return

@@ -17,12 +17,14 @@ from dashboard.timeutil import fmt_age, fmt_ts
 def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
     run = dbc.Button("Run verification now", id="in-run", color="primary")
     loading = {"type": "dot", "delay_show": 400}
+    # the verification state is in the layout (a file read), so the tables load at once: no callback before them
+    job = ctx.actions.last_verify()
     return html.Div([
         C.page_header("Integrity", "Is every stored event still exactly what was acknowledged?", run),
-        dcc.Interval(id="in-tick", interval=1000, disabled=True),
+        dcc.Interval(id="in-tick", interval=1000, disabled=not job["running"]),
         dcc.Store(id="in-version", data=0),
         dbc.Row([
-            dbc.Col(C.card("Verification", html.Div(id="in-verify")), lg=7),
+            dbc.Col(C.card("Verification", html.Div(verify_panel(job), id="in-verify")), lg=7),
             dbc.Col(C.card("Quarantine", dcc.Loading(html.Div(id="in-quarantine"), **loading)), lg=5),
         ], className="g-3 mb-3"),
         C.card("Chains", dcc.Loading(html.Div(id="in-chains"), **loading), class_name="mb-3"),
@@ -125,6 +127,7 @@ def register(app: Dash, ctx: Ctx) -> None:
         Input("in-run", "n_clicks"),
         Input("in-tick", "n_intervals"),
         State("in-version", "data"),
+        prevent_initial_call=True,
     )
     def _verify(n, _tick, version):
         from dash import ctx as dctx
@@ -133,10 +136,7 @@ def register(app: Dash, ctx: Ctx) -> None:
             ctx.actions.start_verify(Ctx.user())
         job = ctx.actions.last_verify()
         finished_now = dctx.triggered_id == "in-tick" and not job["running"]
-        # The initial call must pass the version on (not no_update), or the tables below never load.
-        initial = dctx.triggered_id is None
-        bump = (version or 0) + 1 if finished_now else ((version or 0) if initial else no_update)
-        return verify_panel(job), not job["running"], bump
+        return verify_panel(job), not job["running"], (version or 0) + 1 if finished_now else no_update
 
     @app.callback(
         Output("in-chains", "children"),

@@ -25,35 +25,40 @@ def _bucket_dt(us: int) -> str:
 
 def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
     preset = params.get("range") if params.get("range") in PRESET_LABELS else "24h"
+    # The page comes with its data (usually cached: see `compute`), so it is drawn once, with the
+    # data, instead of empty first and again after a callback's round trip.
+    (kpis, events, bucket, alerts, top_principal, top_tool, top_server, options, placeholder, volume, updated,
+     error) = _view(ctx, preset, None)
     controls = html.Div([
         dbc.Select(id="ov-range", options=[{"label": v, "value": k} for k, v in PRESET_LABELS.items()], value=preset,
                    size="sm", className="tt-range"),
         dbc.Switch(id="ov-auto", label=f"Auto-refresh ({ctx.settings.refresh_seconds} s)", value=True,
                    className="ms-3 mb-0 small"),
-        html.Span(id="ov-updated", className="tt-updated ms-3"),
+        html.Span(updated, id="ov-updated", className="tt-updated ms-3"),
     ], className="d-flex align-items-center")
     return html.Div([
         C.page_header("Overview", "Tool-call traffic, authorization decisions and open alerts", controls),
         dcc.Interval(id="ov-tick", interval=ctx.settings.refresh_seconds * 1000, disabled=False),
-        html.Div(id="ov-error"),
-        dbc.Row(id="ov-kpis", className="g-3 mb-3"),
+        html.Div(error, id="ov-error"),
+        dbc.Row(kpis, id="ov-kpis", className="g-3 mb-3"),
         dbc.Row([
-            dbc.Col(C.card("Events per interval", C.graph("ov-events"), extra=html.Span(id="ov-bucket")), lg=8),
+            dbc.Col(C.card("Events per interval", C.graph("ov-events", events), extra=html.Span(bucket, id="ov-bucket")),
+                    lg=8),
             dbc.Col(C.card("Open alerts by severity", [
-                C.graph("ov-alerts", height=200),
+                C.graph("ov-alerts", alerts, height=200),
                 dcc.Link("View all alerts \u2192", href="/alerts", className="small")]), lg=4),
         ], className="g-3 mb-3"),
         dbc.Row([
             dbc.Col(C.card("Volume per principal", [
-                dbc.Select(id="ov-principal", size="sm", className="mb-2 tt-select-inline", options=[],
-                           placeholder="principal"),
-                C.graph("ov-volume", height=240),
+                dbc.Select(id="ov-principal", size="sm", className="mb-2 tt-select-inline", options=options,
+                           placeholder=placeholder),
+                C.graph("ov-volume", volume, height=240),
             ], extra=html.Span("expected band (trailing median \u00b1 3 MAD) and anomalies")), lg=8),
-            dbc.Col(C.card("Top principals", html.Div(id="ov-top-principal")), lg=4),
+            dbc.Col(C.card("Top principals", html.Div(top_principal, id="ov-top-principal")), lg=4),
         ], className="g-3 mb-3"),
         dbc.Row([
-            dbc.Col(C.card("Top tools", html.Div(id="ov-top-tool")), lg=6),
-            dbc.Col(C.card("Top servers", html.Div(id="ov-top-server")), lg=6),
+            dbc.Col(C.card("Top tools", html.Div(top_tool, id="ov-top-tool")), lg=6),
+            dbc.Col(C.card("Top servers", html.Div(top_server, id="ov-top-server")), lg=6),
         ], className="g-3"),
     ], id="page-overview")
 
@@ -121,10 +126,32 @@ def expected_band(counts: list[int], window: int = 24) -> list[tuple[float, floa
     return out
 
 
+def _volume(ctx: Ctx, tr: TimeRange, principal: str) -> list[dict]:
+    # served stale like the overview it belongs to (same range)
+    return ctx.data.cached(("volume", tr.start, tr.end, principal), 5.0, lambda: ctx.data.principal_volume(tr, principal),
+                           stale=2.0 * ctx.settings.refresh_seconds)
+
+
+def compute(ctx: Ctx, preset: str) -> tuple[TimeRange, dict, datetime]:
+    """The aggregates of one range, and the volume of its busiest principal (the chart the page
+    opens with), so that a refresh or a first visit finds both cached."""
+    t = preset_range(preset)
+    ov = ctx.data.overview(t)
+    busiest = next((r["name"] for r in ov["top"]["principal"] if r["name"] is not None), None)
+    if busiest is not None:
+        _volume(ctx, t, busiest)
+    return t, ov, utcnow()
+
+
+def warm(ctx: Ctx) -> None:
+    """Cache the default Overview (run at start, before the first analyst opens it)."""
+    ctx.data.cached(("overview", "24h"), 5.0, lambda: compute(ctx, "24h"))
+
+
 def _volume_figure(ctx: Ctx, tr: TimeRange, principal: str | None) -> dict:
     if not principal:
         return C.empty_figure("No principal in this range")
-    rows = ctx.data.cached(("volume", tr.start, tr.end, principal), 5.0, lambda: ctx.data.principal_volume(tr, principal))
+    rows = _volume(ctx, tr, principal)
     if not rows:
         return C.empty_figure(f"No events for {principal} in this range")
     b_us = tr.bucket_seconds() * 1_000_000
@@ -198,54 +225,54 @@ def register(app: Dash, ctx: Ctx) -> None:
         Output("ov-alerts", "figure"), Output("ov-top-principal", "children"), Output("ov-top-tool", "children"),
         Output("ov-top-server", "children"), Output("ov-principal", "options"), Output("ov-principal", "placeholder"),
         Output("ov-volume", "figure"), Output("ov-updated", "children"), Output("ov-error", "children"),
-        Input("ov-range", "value"), Input("ov-tick", "n_intervals"), Input("ov-principal", "value"))
+        Input("ov-range", "value"), Input("ov-tick", "n_intervals"), Input("ov-principal", "value"),
+        prevent_initial_call=True)  # the layout comes with the data
     def _refresh(preset: str, _tick: int, principal: str | None):
         """One round trip per refresh; the user's range and principal are inputs, never outputs."""
         preset = preset or "24h"
-
-        def compute() -> tuple[TimeRange, dict, datetime]:
-            t = preset_range(preset)
-            return t, ctx.data.overview(t), utcnow()
-
-        tr = preset_range(preset)
         if dctx.triggered_id == "ov-principal":  # only the volume chart depends on the principal
             try:
-                fig = _volume_figure(ctx, tr, principal)
+                fig = _volume_figure(ctx, preset_range(preset), principal)
             except DataError as exc:
                 fig = C.empty_figure(f"Could not load: {exc}")
             return (*[no_update] * 9, fig, no_update, no_update)
+        return _view(ctx, preset, principal)
+
+
+def _view(ctx: Ctx, preset: str, principal: str | None) -> tuple:
+    """The page's content for a range, in the order of `_refresh`'s outputs."""
+    try:
+        # aggregates over millions of events: a view computed within two refresh periods is shown
+        # at once and recomputed in the background (the next refresh shows the new numbers)
+        tr, ov, computed = ctx.data.cached(("overview", preset), 5.0, lambda: compute(ctx, preset),
+                                           stale=2.0 * ctx.settings.refresh_seconds)
+        counts = ctx.data.alert_counts()
+    except DataError as exc:
+        err = C.error_state(str(exc), "Check that the data directory is readable, then reload the page.")
+        blank = C.empty_figure("")
+        return ([], blank, "", blank, None, None, None, [], "principal", blank, "", err)
+    kpis = _kpis(ov["kpi"], counts, preset)
+    if not ov["kpi"].get("events"):
+        latest = None
         try:
-            # aggregates over millions of events: a view computed within two refresh periods is shown
-            # at once and recomputed in the background (the next refresh shows the new numbers)
-            tr, ov, computed = ctx.data.cached(("overview", preset), 5.0, compute,
-                                               stale=2.0 * ctx.settings.refresh_seconds)
-            counts = ctx.data.alert_counts()
-        except DataError as exc:
-            err = C.error_state(str(exc), "Check that the data directory is readable, then reload the page.")
-            blank = C.empty_figure("")
-            return ([], blank, "", blank, None, None, None, [], "principal", blank, "", err)
-        kpis = _kpis(ov["kpi"], counts, preset)
-        if not ov["kpi"].get("events"):
+            latest = ctx.data.latest_event_ts()
+        except DataError:
             latest = None
-            try:
-                latest = ctx.data.latest_event_ts()
-            except DataError:
-                latest = None
-            hint = (f"The latest stored event is from {fmt_ts(latest)} UTC ({fmt_age(latest)}): choose a wider range."
-                    if latest else "No events are stored yet: send events to a collector or run `tooltrail import`.")
-            kpis.append(dbc.Col(dbc.Alert(hint, color="info", className="mb-0", id="ov-empty"), xs=12))
-        tops = ov["top"]
-        opts = [{"label": f"{r['name']} ({C.fmt_int(r['n'])})", "value": r["name"]}
-                for r in tops["principal"] if r["name"] is not None]
-        if principal and principal not in {o["value"] for o in opts}:
-            opts.append({"label": principal, "value": principal})
-        chosen = principal or (opts[0]["value"] if opts else None)
-        placeholder = f"{opts[0]['label']} \u2014 busiest" if opts else "principal"
-        try:
-            volume = _volume_figure(ctx, tr, chosen)
-        except DataError as exc:
-            volume = C.empty_figure(f"Could not load: {exc}")
-        return (kpis, _events_figure(ov, tr), _bucket_label(ov["bucket_s"]), _alerts_figure(counts),
-                _top_table(tops["principal"], "principal"), _top_table(tops["tool"], "tool"),
-                _top_table(tops["server"], "server"), opts, placeholder, volume,
-                f"updated {computed.strftime('%H:%M:%S')} UTC", None)
+        hint = (f"The latest stored event is from {fmt_ts(latest)} UTC ({fmt_age(latest)}): choose a wider range."
+                if latest else "No events are stored yet: send events to a collector or run `tooltrail import`.")
+        kpis.append(dbc.Col(dbc.Alert(hint, color="info", className="mb-0", id="ov-empty"), xs=12))
+    tops = ov["top"]
+    opts = [{"label": f"{r['name']} ({C.fmt_int(r['n'])})", "value": r["name"]}
+            for r in tops["principal"] if r["name"] is not None]
+    if principal and principal not in {o["value"] for o in opts}:
+        opts.append({"label": principal, "value": principal})
+    chosen = principal or (opts[0]["value"] if opts else None)
+    placeholder = f"{opts[0]['label']} \u2014 busiest" if opts else "principal"
+    try:
+        volume = _volume_figure(ctx, tr, chosen)
+    except DataError as exc:
+        volume = C.empty_figure(f"Could not load: {exc}")
+    return (kpis, _events_figure(ov, tr), _bucket_label(ov["bucket_s"]), _alerts_figure(counts),
+            _top_table(tops["principal"], "principal"), _top_table(tops["tool"], "tool"),
+            _top_table(tops["server"], "server"), opts, placeholder, volume,
+            f"updated {computed.strftime('%H:%M:%S')} UTC", None)

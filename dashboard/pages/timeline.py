@@ -33,13 +33,18 @@ COLUMNS = [
 
 
 def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
+    # The page comes with its view: one round trip and one drawing of the graph less.
+    shown = _view(ctx, params.get("session", ""), params.get("principal", ""), params.get("from", ""),
+                  params.get("to", ""), params.get("alert"))
+    fig, rows, summary, msg, view, sessions, frm, to, session = (None if v is no_update else v for v in shown)
     controls = dbc.Row(
         [
             dbc.Col(
                 [
                     dbc.Label("Session", html_for="tl-session", className="tt-label"),
                     dbc.Input(
-                        id="tl-session", value=params.get("session", ""), placeholder="session id", list="tl-sessions"
+                        id="tl-session", value=params.get("session", "") if session is None else session,
+                        placeholder="session id", list="tl-sessions",
                     ),
                 ],
                 md=3,
@@ -54,14 +59,15 @@ def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
             dbc.Col(
                 [
                     dbc.Label("From (UTC)", html_for="tl-from", className="tt-label"),
-                    dbc.Input(id="tl-from", value=params.get("from", ""), placeholder="2026-05-29T11:00:00Z"),
+                    dbc.Input(id="tl-from", value=params.get("from", "") if frm is None else frm,
+                              placeholder="2026-05-29T11:00:00Z"),
                 ],
                 md=2,
             ),
             dbc.Col(
                 [
                     dbc.Label("To (UTC)", html_for="tl-to", className="tt-label"),
-                    dbc.Input(id="tl-to", value=params.get("to", ""), placeholder="now"),
+                    dbc.Input(id="tl-to", value=params.get("to", "") if to is None else to, placeholder="now"),
                 ],
                 md=2,
             ),
@@ -82,19 +88,19 @@ def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
         [
             C.page_header("Forensic timeline", "What one agent session or principal did, in order, with proof."),
             dcc.Store(id="tl-query", data={"alert": params.get("alert"), "event": params.get("event")}),
-            dcc.Store(id="tl-view"),
+            dcc.Store(id="tl-view", data=view),
             dcc.Download(id="tl-download"),
-            html.Datalist(id="tl-sessions"),
+            html.Datalist(sessions, id="tl-sessions"),
             controls,
-            html.Div(id="tl-msg"),
-            html.Div(id="tl-summary", className="mb-3"),
+            html.Div(msg, id="tl-msg"),
+            html.Div(summary, id="tl-summary", className="mb-3"),
             dbc.Row(
                 [
                     dbc.Col(
                         [
                             C.card(
                                 "Events",
-                                dcc.Loading(C.graph("tl-graph", height=360), type="dot", delay_show=400),
+                                dcc.Loading(C.graph("tl-graph", fig, height=360), type="dot", delay_show=400),
                                 extra=html.Span(
                                     "click an event for its record and proof", className="small text-body-secondary"
                                 ),
@@ -107,7 +113,7 @@ def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
                                         dash_table.DataTable(
                                             id="tl-table",
                                             columns=COLUMNS,
-                                            data=[],
+                                            data=rows or [],
                                             page_action="native",
                                             page_size=ctx.settings.page_size,
                                             sort_action="none",
@@ -392,6 +398,79 @@ def proof_panel(ctx: Ctx, chain_id: str, seq: int, ts: str | None) -> Any:
     return html.Div([head, body])
 
 
+def _view(ctx: Ctx, session: str | None, principal: str | None, frm: str | None, to: str | None,
+          alert_id: str | None) -> tuple:
+    """The view of a session or principal over a range, in the order of `_show`'s outputs."""
+    session, principal = (session or "").strip(), (principal or "").strip()
+    blank = (C.empty_figure(""), [], None)
+    try:
+        tr, session, principal, _alert = _resolve(ctx, session, principal, frm or "", to or "", alert_id)
+        if not session and not principal:
+            recent = ctx.data.recent_sessions(TimeRange(utcnow() - timedelta(hours=24), utcnow()), limit=30)
+            opts = [
+                html.Option(value=r["session"], label=f"{r['principal']} \u00b7 {r['n']} events") for r in recent
+            ]
+            help_ = C.empty_state(
+                "Pick a session or a principal",
+                "Type a session id (recent ones are suggested) or a principal, then Show. "
+                "From an alert, use \u201cOpen in forensic timeline\u201d.",
+                id_="tl-pick",
+            )
+            return (*blank, help_, None, opts, no_update, no_update, no_update)
+        limit = ctx.settings.timeline_max_events
+        events = ctx.data.timeline(tr, session or None, principal or None, limit)
+        alerts = ctx.data.alerts_overlapping(tr, session or None, principal or None)
+    except DataError as exc:
+        return (
+            *blank,
+            C.error_state(str(exc), "Check the session id and the time range."),
+            None,
+            no_update,
+            no_update,
+            no_update,
+            no_update,
+        )
+    truncated = len(events) > limit
+    events = events[:limit]
+    who = f"session {session}" if session else f"principal {principal}"
+    if not events:
+        msg = C.empty_state(
+            f"No events for {who} in this range",
+            "Check the id (it is case-sensitive) or widen the From / To range.",
+            id_="tl-none",
+        )
+        return (*blank, msg, None, no_update, iso(tr.start), iso(tr.end), session)
+    fig, rows, summary = build_view(events, alerts, alert_id)
+    msg = (
+        dbc.Alert(
+            f"Showing the first {limit:,} events: narrow the range to see the rest.",
+            color="warning",
+            className="py-2",
+        )
+        if truncated
+        else None
+    )
+    view = {
+        "session": session,
+        "principal": principal,
+        "from": iso(tr.start),
+        "to": iso(tr.end),
+        "start_full": fmt_ts(tr.start, micro=True),
+        "end_full": fmt_ts(tr.end, micro=True),
+    }
+    return (
+        fig,
+        rows,
+        _summary(summary, alerts, truncated, tr, alert_id),
+        msg,
+        view,
+        no_update,
+        iso(tr.start),
+        iso(tr.end),
+        session,
+    )
+
+
 def register(app: Dash, ctx: Ctx) -> None:
     @app.callback(Output("tl-proof", "children"), Input("tl-proof-ref", "data"))
     def _proof(ref):
@@ -417,77 +496,10 @@ def register(app: Dash, ctx: Ctx) -> None:
         State("tl-from", "value"),
         State("tl-to", "value"),
         State("tl-query", "data"),
+        prevent_initial_call=True,  # the layout comes with the view
     )
     def _show(_n, _s1, _s2, session, principal, frm, to, q):
-        session, principal = (session or "").strip(), (principal or "").strip()
-        alert_id = (q or {}).get("alert")
-        blank = (C.empty_figure(""), [], None)
-        try:
-            tr, session, principal, _alert = _resolve(ctx, session, principal, frm or "", to or "", alert_id)
-            if not session and not principal:
-                recent = ctx.data.recent_sessions(TimeRange(utcnow() - timedelta(hours=24), utcnow()), limit=30)
-                opts = [
-                    html.Option(value=r["session"], label=f"{r['principal']} \u00b7 {r['n']} events") for r in recent
-                ]
-                help_ = C.empty_state(
-                    "Pick a session or a principal",
-                    "Type a session id (recent ones are suggested) or a principal, then Show. "
-                    "From an alert, use \u201cOpen in forensic timeline\u201d.",
-                    id_="tl-pick",
-                )
-                return (*blank, help_, None, opts, no_update, no_update, no_update)
-            limit = ctx.settings.timeline_max_events
-            events = ctx.data.timeline(tr, session or None, principal or None, limit)
-            alerts = ctx.data.alerts_overlapping(tr, session or None, principal or None)
-        except DataError as exc:
-            return (
-                *blank,
-                C.error_state(str(exc), "Check the session id and the time range."),
-                None,
-                no_update,
-                no_update,
-                no_update,
-                no_update,
-            )
-        truncated = len(events) > limit
-        events = events[:limit]
-        who = f"session {session}" if session else f"principal {principal}"
-        if not events:
-            msg = C.empty_state(
-                f"No events for {who} in this range",
-                "Check the id (it is case-sensitive) or widen the From / To range.",
-                id_="tl-none",
-            )
-            return (*blank, msg, None, no_update, iso(tr.start), iso(tr.end), session)
-        fig, rows, summary = build_view(events, alerts, alert_id)
-        msg = (
-            dbc.Alert(
-                f"Showing the first {limit:,} events: narrow the range to see the rest.",
-                color="warning",
-                className="py-2",
-            )
-            if truncated
-            else None
-        )
-        view = {
-            "session": session,
-            "principal": principal,
-            "from": iso(tr.start),
-            "to": iso(tr.end),
-            "start_full": fmt_ts(tr.start, micro=True),
-            "end_full": fmt_ts(tr.end, micro=True),
-        }
-        return (
-            fig,
-            rows,
-            _summary(summary, alerts, truncated, tr, alert_id),
-            msg,
-            view,
-            no_update,
-            iso(tr.start),
-            iso(tr.end),
-            session,
-        )
+        return _view(ctx, session, principal, frm, to, (q or {}).get("alert"))
 
     @app.callback(
         Output("tl-detail", "children"),

@@ -37,9 +37,12 @@ def _login(client, user="analyst", password=PASSWORD, next_="/"):
 
 
 def _callback_body() -> dict:
-    return {"output": "page.children", "outputs": {"id": "page", "property": "children"},
+    """The page router's callback, as Dash's renderer posts it."""
+    return {"output": "..page.children...tt-rendered.data..",
+            "outputs": [{"id": "page", "property": "children"}, {"id": "tt-rendered", "property": "data"}],
             "inputs": [{"id": "url", "property": "pathname", "value": "/integrity"},
-                       {"id": "url", "property": "search", "value": ""}], "changedPropIds": ["url.pathname"]}
+                       {"id": "url", "property": "search", "value": ""}],
+            "state": [{"id": "tt-rendered", "property": "data", "value": None}], "changedPropIds": ["url.pathname"]}
 
 
 def test_pages_redirect_and_dash_endpoints_refuse_without_session(tmp_path):
@@ -213,3 +216,39 @@ def test_deep_links_survive_the_login(tmp_path):
     page = c.get(r.headers["Location"]).get_data(as_text=True)
     assert 'name="next" value="/timeline?alert=al_1&amp;session=s-1' in page
     assert _login(c, next_=nxt).headers["Location"] == target
+
+
+def test_scripts_load_lazily_and_plotly_is_the_partial_bundle(tmp_path):
+    c = _app(tmp_path).server.test_client()
+    _login(c)
+    index = c.get("/").get_data(as_text=True)
+    scripts = re.findall(r'<script src="([^"]+)"', index)
+    assert scripts and not [s for s in scripts if "plotly" in s or "async-" in s]  # fetched when a page needs them
+    r = c.get("/_dash-component-suites/plotly/package_data/plotly.min.js")  # where dcc.Graph fetches plotly.js
+    assert r.status_code == 200 and r.get_data()[:60].startswith(b"/**\n* plotly.js (basic - minified)")
+    assert len(r.get_data()) < 2_000_000 and r.headers["Cache-Control"] == "no-cache"
+    assert c.get(r.request.path, headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
+    # Dash fingerprints these URLs (mtime, version): cached for good; pages and data never
+    for url in [u for u in re.findall(r'(?:href|src)="([^"]+)"', index) if u.startswith(("/assets/", "/_favicon"))]:
+        assert c.get(url).headers["Cache-Control"] == "public, max-age=31536000, immutable", url
+    assert c.get("/assets/tooltrail.css").headers["Cache-Control"] == "no-cache"  # the login page's, unversioned
+    assert c.get("/").headers["Cache-Control"] == "no-store"
+
+
+def test_layout_carries_the_page_it_is_requested_from(tmp_path):
+    c = _app(tmp_path).server.test_client()
+    _login(c)
+    layout = json.dumps(c.get("/_dash-layout", headers={"Referer": "http://localhost/integrity?x=1"}).get_json())
+    assert "page-integrity" in layout and '"/integrity?x=1"' in layout
+    for referer in ("http://evil.example/integrity", "http://localhost/nope", None):
+        layout = json.dumps(c.get("/_dash-layout", headers={"Referer": referer} if referer else {}).get_json())
+        assert "page-integrity" not in layout and "page-overview" not in layout
+    # the router's first call for that page leaves it alone (no second render, no second data load) ...
+    token = c.get_cookie("_csrf_token").value
+    body = _callback_body()
+    body["state"][0]["value"] = "/integrity"
+    r = c.post("/_dash-update-component", json=body, headers={"X-CSRFToken": token}).get_json()
+    assert r["response"] == {"tt-rendered": {"data": None}}
+    # ... and renders every later navigation
+    r = c.post("/_dash-update-component", json=_callback_body(), headers={"X-CSRFToken": token}).get_json()
+    assert "page-integrity" in json.dumps(r["response"]["page"])

@@ -62,6 +62,10 @@ def test_analyst_investigates_the_exfiltration_alert(page, dash_server):
     last_day = ReadOnlyQuery(dash_server["config"]).scalar("select count(*) from events where ts >= now() - interval 1 day")
     shown = int(page.inner_text("#kpi-events .tt-kpi-value").replace(",", ""))
     assert shown > 100 and abs(shown - last_day) <= 5  # the range moved by the time the count ran
+    # the graphs come drawn with the page's data, by the partial plotly.js bundle (the traces the pages use)
+    for graph in ("ov-events", "ov-alerts", "ov-volume"):
+        page.wait_for_selector(f"#{graph} g.trace", state="attached")
+    assert page.evaluate("() => Object.keys(window.Plotly.PlotSchema.get().traces).sort()") == ["bar", "pie", "scatter"]
     screenshot(page, "overview")
 
     # Alerts: the injected exfiltration alert is listed; open it.
