@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
+import heapq
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from schemas.alert import STATUSES, Alert, AlertEntities, EvidenceRef, StatusCha
 
 EVIDENCE_CAP = 50
 STATUS_FILE = "status.jsonl"
+EVICT_HORIZON = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -57,21 +59,30 @@ class RuleMeta:
 
 
 class Match:
-    """One rule / detector hit. `evidence` holds records (dicts) in event order."""
+    """One rule / detector hit. `evidence` holds records (dicts) in event order. `context`
+    may be given as a function: it is built on first access only (a match that folds into
+    an open alert never needs it); the function must not depend on state that changes later."""
 
-    __slots__ = ("meta", "ts", "dedup", "evidence", "context", "score", "actual", "expected")
+    __slots__ = ("meta", "ts", "dedup", "evidence", "_context", "score", "actual", "expected")
 
     def __init__(self, meta: RuleMeta, ts: float, dedup: str, evidence: list[dict[str, Any]],
-                 context: dict[str, Any] | None = None, score: float | None = None,
+                 context: dict[str, Any] | Callable[[], dict[str, Any]] | None = None, score: float | None = None,
                  actual: float | None = None, expected: float | None = None) -> None:
         self.meta = meta
         self.ts = ts
         self.dedup = dedup
         self.evidence = evidence
-        self.context = context or {}
+        self._context = context
         self.score = score
         self.actual = actual
         self.expected = expected
+
+    @property
+    def context(self) -> dict[str, Any]:
+        c = self._context
+        if c is None or callable(c):
+            c = self._context = (c() if c is not None else None) or {}
+        return c
 
 
 def evidence_ref(rec: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +150,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _expires(s: _State, horizon: float = EVICT_HORIZON) -> float:
+    """Event time after which no match can join or be suppressed by the alert."""
+    return s.last_seen + max(s.meta.group_window, s.meta.suppress_for, horizon)
+
+
 class AlertStore:
     """In-memory index of recent alerts + append-only files. `alerts_dir=None`: memory only
     (backtests to stdout, rule tests, evaluation)."""
@@ -156,6 +172,9 @@ class AlertStore:
         self.listeners: list[Callable[[list[AlertChange]], None]] = []
         self._status_offset = 0
         self._rev = 0
+        # heap of (expiry when pushed, alert_id) over by_id: last_seen only grows, so the pushed
+        # expiry is a lower bound and evict() only looks at alerts that may have expired
+        self._expiry: list[tuple[float, str]] = []
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
             if owner:
@@ -215,6 +234,7 @@ class AlertStore:
         self._add_evidence(s, m)
         self.by_key[m.dedup] = s
         self.by_id[s.alert_id] = s
+        heapq.heappush(self._expiry, (_expires(s), s.alert_id))
         self.dirty[s.alert_id] = "created"
         return s.alert_id
 
@@ -285,6 +305,22 @@ class AlertStore:
         for fn in self.listeners:
             fn(changes)
         return changes
+
+    def settle(self) -> None:
+        """flush() for a memory store nobody listens to (backtests): the same state changes
+        (the changed alerts stop being dirty), without building snapshots."""
+        if self.dir is not None or self.listeners:
+            self.flush()
+            return
+        wall: str | None = None
+        for aid in self.dirty:
+            s = self.by_id.get(aid)
+            if s is None:
+                continue
+            if s.created_at is None:
+                s.created_at = wall = wall or epoch_ts(_now().timestamp())
+            s.rev += 1
+        self.dirty.clear()
 
     def add_listener(self, fn: Callable[[list[AlertChange]], None]) -> None:
         """fn(changes) is called after every flush that changed alerts (webhooks, UI push)."""
@@ -374,10 +410,25 @@ class AlertStore:
         return len(self.by_id) + len(self.archived)
 
     # -- bounded state ---------------------------------------------------------------------------
-    def evict(self, watermark: float, horizon: float = 7 * 86400.0) -> int:
-        """Forget alerts no match can join any more (kept on disk)."""
-        drop = [aid for aid, s in self.by_id.items()
-                if aid not in self.dirty and s.last_seen + max(s.meta.group_window, s.meta.suppress_for, horizon) < watermark]
+    def evict(self, watermark: float, horizon: float = EVICT_HORIZON) -> int:
+        """Forget alerts no match can join any more (kept on disk): not dirty and
+        last_seen + max(group_window, suppress_for, horizon) < watermark."""
+        if horizon != EVICT_HORIZON:
+            drop = [aid for aid, s in self.by_id.items() if aid not in self.dirty and _expires(s, horizon) < watermark]
+        else:
+            heap, drop, keep = self._expiry, [], []
+            while heap and heap[0][0] < watermark:
+                _, aid = heapq.heappop(heap)
+                s = self.by_id.get(aid)
+                if s is None:
+                    continue
+                exp = _expires(s, horizon)
+                if exp < watermark and aid not in self.dirty:
+                    drop.append(aid)
+                else:  # matched since it was pushed, or waits for a flush
+                    keep.append((exp, aid))
+            for item in keep:
+                heapq.heappush(heap, item)
         for aid in drop:
             s = self.by_id.pop(aid)
             if self.by_key.get(s.dedup) is s:
@@ -394,12 +445,15 @@ class AlertStore:
     def load(self, st: dict[str, Any]) -> None:
         self.by_id.clear()
         self.by_key.clear()
+        self._expiry.clear()
         for d in st.get("alerts", []):
             s = _State.from_dict(d)
             self.by_id[s.alert_id] = s
+            self._expiry.append((_expires(s), s.alert_id))
             cur = self.by_key.get(s.dedup)
             if cur is None or (s.first_seen, s.alert_id) > (cur.first_seen, cur.alert_id):
                 self.by_key[s.dedup] = s
+        heapq.heapify(self._expiry)
         self.archived = {d["alert_id"]: _State.from_dict(d) for d in st.get("archived", [])}
         self.unattached_suppressed = dict(st.get("unattached_suppressed", {}))
         self._status_offset = int(st.get("status_offset", 0))

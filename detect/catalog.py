@@ -96,6 +96,8 @@ class CatalogFile(BaseModel):
         default_factory=dict, description="per destination type: unknown values count as external?")
 
 
+_NO_CAPS: frozenset[str] = frozenset()
+ARG_MEMO_MAX = 20_000
 _IP_CACHE: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address | None] = {}
 _HOST_CACHE: dict[str, str | None] = {}
 
@@ -175,8 +177,10 @@ def _globs_match(value: str, globs: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(v, g.lower()) for g in globs)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DestInfo:
+    """Memoised and shared between events: treat as read-only."""
+
     type: str
     values: list[str]
     external: list[str]
@@ -194,6 +198,10 @@ class ToolInfo:
     dest: DestSpec | None = None
     arg_simple: dict[str, list[tuple[re.Pattern[str], frozenset[str]]]] = field(default_factory=dict)
     arg_complex: list[tuple[str, re.Pattern[str], frozenset[str]]] = field(default_factory=list)
+    # per simple argument name: string value -> capabilities its rules add (bounded memo: the
+    # same paths, commands and queries recur, and their regex searches dominate caps_for)
+    arg_memo: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
+    dest_memo: dict[tuple[str, ...], DestInfo] = field(default_factory=dict)  # raw destination values -> info
 
     def __post_init__(self) -> None:
         for path, rx, caps in self.arg_caps:
@@ -201,6 +209,68 @@ class ToolInfo:
                 self.arg_simple.setdefault(path, []).append((rx, caps))
             else:
                 self.arg_complex.append((path, rx, caps))
+        self.arg_memo = {k: {} for k in self.arg_simple}
+        self.caps_of = self._caps_fn()
+        # destination arguments: (0, plain name) | (1, template) | (2, path)
+        self.dest_plan = [(1 if "{" in a else 2 if ("." in a or "[" in a or "*" in a) else 0, a)
+                          for a in (self.dest.args if self.dest else [])]
+
+    def _caps_fn(self) -> Any:
+        """args -> capabilities (a closure over this tool's rules: called per event)."""
+        caps, memo, simple, complex_ = self.caps, self.arg_memo, self.arg_simple, self.arg_complex
+        if not self.arg_caps:
+            return lambda args: caps
+
+        def learn(k: str, x: str, m: dict[str, frozenset[str]]) -> frozenset[str]:
+            got = _NO_CAPS
+            for rx, cs in simple[k]:
+                if rx.search(x):
+                    got = got | cs
+            if len(m) >= ARG_MEMO_MAX:
+                m.clear()
+            m[x] = got
+            return got
+
+        def caps_of(args: Any) -> frozenset[str]:
+            if not isinstance(args, dict):
+                return caps
+            extra: frozenset[str] = _NO_CAPS
+            for k, v in args.items():
+                m = memo.get(k)
+                if m is None:
+                    continue
+                if type(v) is str:  # the common case, without the loop below
+                    got = m.get(v)
+                    if got is None:
+                        got = learn(k, v, m)
+                    if got:
+                        extra = extra | got
+                    continue
+                for x in v if isinstance(v, list) else ():
+                    if type(x) is not str:
+                        continue
+                    got = m.get(x)
+                    if got is None:
+                        got = learn(k, x, m)
+                    if got:
+                        extra = extra | got
+            if not complex_:
+                return caps | extra if extra else caps
+            texts: list[str] | None = None
+            for path, rx, cs in complex_:
+                if cs <= extra:
+                    continue
+                if path == "*":
+                    if texts is None:
+                        texts = string_leaves(args, [])
+                    vals2: list[Any] = texts
+                else:
+                    vals2 = arg_values(args, path)
+                if any(isinstance(v, str) and rx.search(v) for v in vals2):
+                    extra |= cs
+            return caps | extra if extra else caps
+
+        return caps_of
 
 
 def arg_values(args: Any, path: str) -> list[Any]:
@@ -240,7 +310,10 @@ def arg_values(args: Any, path: str) -> list[Any]:
 def string_leaves(v: Any, out: list[str], limit: int = 2000) -> list[str]:
     if type(v) is dict and not out:
         vals = list(v.values())
-        if all(type(x) is str for x in vals):  # flat string arguments: the common case
+        for x in vals:  # flat string arguments: the common case
+            if type(x) is not str:
+                break
+        else:
             return vals
     if isinstance(v, str):
         out.append(v)
@@ -280,6 +353,7 @@ class Catalog:
         self._int_hosts = _HostMatcher(internal.url_hosts)
         self._ext_hosts = _HostMatcher(external.url_hosts)
         self._cache: dict[tuple[str, str], ToolInfo] = {}
+        self._ext_memo: dict[tuple[str, str], bool] = {}
 
     @classmethod
     def load(cls, extra: list[str | Path | dict[str, Any]] | None = None, builtin: bool = True) -> Catalog:
@@ -319,48 +393,38 @@ class Catalog:
 
     # -- per event -------------------------------------------------------------------
     def caps_for(self, ti: ToolInfo, args: Any) -> frozenset[str]:
-        if not ti.arg_caps or not isinstance(args, dict):
-            return ti.caps
-        extra: set[str] = set()
-        simple = ti.arg_simple
-        for k, v in args.items():
-            rules = simple.get(k)
-            if rules is None:
-                continue
-            vals = (v,) if type(v) is str else (v if isinstance(v, list) else ())
-            for x in vals:
-                if type(x) is not str:
-                    continue
-                for rx, caps in rules:
-                    if not caps <= extra and rx.search(x):
-                        extra |= caps
-        texts: list[str] | None = None
-        for path, rx, caps in ti.arg_complex:
-            if caps <= extra:
-                continue
-            if path == "*":
-                if texts is None:
-                    texts = string_leaves(args, [])
-                vals2: list[Any] = texts
-            else:
-                vals2 = arg_values(args, path)
-            if any(isinstance(v, str) and rx.search(v) for v in vals2):
-                extra |= caps
-        return ti.caps | extra if extra else ti.caps
+        """Static capabilities plus those the tool's argument rules add for these arguments."""
+        return ti.caps_of(args)
 
     def destinations(self, ti: ToolInfo, args: Any) -> DestInfo | None:
         spec = ti.dest
         if spec is None or not isinstance(args, dict):
             return None
         raw: list[str] = []
-        for a in spec.args:
-            if "{" in a:
-                try:
-                    raw.append(a.format_map(_Strict(args)))
+        for kind, a in ti.dest_plan:
+            if kind == 0:  # a plain argument name: arg_values(args, a) without the path walk
+                v = args.get(a)
+                if type(v) is str:
+                    raw.append(v)
+                elif v is not None:
+                    raw.extend(str(x) for x in (v if isinstance(v, list) else [v]) if isinstance(x, str | int))
+            elif kind == 1:
+                try:  # a plain dict raises KeyError for a missing name itself: no _Strict copy
+                    raw.append(a.format_map(args if args.__class__ is dict else _Strict(args)))
                 except (KeyError, ValueError, IndexError):
                     continue
             else:
                 raw.extend(str(v) for v in arg_values(args, a) if isinstance(v, str | int))
+        key = tuple(raw)
+        memo = ti.dest_memo
+        info = memo.get(key)
+        if info is None:
+            if len(memo) >= ARG_MEMO_MAX:
+                memo.clear()
+            info = memo[key] = self._classify(spec, raw)
+        return info
+
+    def _classify(self, spec: DestSpec, raw: list[str]) -> DestInfo:
         values: list[str] = []
         for r in raw:
             if spec.type == "email":
@@ -378,6 +442,15 @@ class Catalog:
         return DestInfo(spec.type, values, ext, [v for v in values if v not in ext])
 
     def is_external(self, dtype: str, value: str) -> bool:
+        key = (dtype, value)
+        got = self._ext_memo.get(key)
+        if got is None:
+            if len(self._ext_memo) >= ARG_MEMO_MAX:
+                self._ext_memo.clear()
+            got = self._ext_memo[key] = self._is_external(dtype, value)
+        return got
+
+    def _is_external(self, dtype: str, value: str) -> bool:
         if dtype == "email":
             dom = value.rsplit("@", 1)[-1]
             if _globs_match(dom, self.external.email_domains):

@@ -106,6 +106,10 @@ OPS = (
 )
 
 
+REGEX_MEMO_LEN = 512
+REGEX_MEMO_MAX = 8192
+
+
 class ConditionError(ValueError):
     """A condition that cannot be compiled; the message names the field path."""
 
@@ -129,7 +133,16 @@ class Ctx:
 
     def texts(self) -> list[str]:
         if self._texts is None:
-            self._texts = string_leaves(self.rec.get("args") or {}, [])
+            args = self.rec.get("args") or {}
+            if args.__class__ is dict:  # string_leaves' fast path, inline: flat string arguments
+                vals = list(args.values())
+                for x in vals:
+                    if x.__class__ is not str:
+                        break
+                else:
+                    self._texts = vals
+                    return vals
+            self._texts = string_leaves(args, [])
         return self._texts
 
     def dest(self) -> DestInfo | None:
@@ -139,7 +152,8 @@ class Ctx:
 
     def hosts(self) -> list[str]:
         if self._hosts is None:
-            self._hosts = [h for h in (url_host(u) for u in extract_urls(self.texts())) if h]
+            urls = extract_urls(self.texts())
+            self._hosts = [h for h in map(url_host, urls) if h] if urls else []
         return self._hosts
 
 
@@ -152,22 +166,27 @@ def getter(name: str) -> Callable[[Ctx], Any]:
     if name == "cap":
         return lambda c: c.caps
     if name == "args_text":
-        return lambda c: c.texts()
+        return Ctx.texts  # the plain function: one call less per evaluation
     if name == "url.host":
-        return lambda c: c.hosts()
+        return Ctx.hosts
+    if name == "dest.external":
+
+        def g_external(c: Ctx) -> bool:
+            d = c.dest()
+            return False if d is None else bool(d.external)
+
+        return g_external
     if name.startswith("dest."):
         attr = name[5:]
 
         def g_dest(c: Ctx) -> Any:
             d = c.dest()
             if d is None:
-                return False if attr == "external" else None
+                return None
             if attr == "type":
                 return d.type
             if attr == "values":
                 return d.values
-            if attr == "external":
-                return bool(d.external)
             if attr == "external_values":
                 return d.external
             return d.internal
@@ -197,6 +216,8 @@ def getter(name: str) -> Callable[[Ctx], Any]:
 
 
 def _values(v: Any) -> tuple[Any, ...] | list[Any] | frozenset[Any]:
+    if v.__class__ is list:  # the common multi-valued case first (hot)
+        return v  # type: ignore[no-any-return]
     if v is None:
         return ()
     if isinstance(v, list | tuple | set | frozenset):
@@ -215,34 +236,87 @@ Pred = Callable[[Any, dict[str, Any] | None], bool]
 
 def _op_pred(op: str, arg: Any, where: str) -> tuple[Pred, list[str]]:
     """One operator -> predicate over the raw field value. Returns (pred, referenced names)."""
+    # The `v.__class__ is str` branches are fast paths for the common scalar string value;
+    # they return exactly what the generic expression below them returns.
     if op == "eq":
         if isinstance(arg, bool):
-            return (lambda v, e: any(x is arg or x == arg for x in _values(v))), []
-        return (
-            lambda v, e: any(
-                x == arg or (not isinstance(x, bool) and _norm_text(x) == _norm_text(arg)) for x in _values(v)
-            )
-        ), []
+
+            def p_eq_bool(v: Any, e: Any) -> bool:
+                if v.__class__ is bool:
+                    return v is arg
+                return any(x is arg or x == arg for x in _values(v))
+
+            return p_eq_bool, []
+        na = _norm_text(arg)
+
+        def p_eq(v: Any, e: Any) -> bool:
+            if v.__class__ is str:
+                return v in (arg, na)
+            for x in _values(v):  # noqa: SIM110 - a loop, not any(<generator>): cheaper per event
+                if x == arg or (not isinstance(x, bool) and _norm_text(x) == na):
+                    return True
+            return False
+
+        return p_eq, []
     if op == "ne":
         p, _ = _op_pred("eq", arg, where)
         return (lambda v, e: not p(v, e)), []
     if op in ("in", "not_in"):
         if not isinstance(arg, list):
             raise ConditionError(f"{where}: '{op}' needs a list")
-        s = {_norm_text(a) for a in arg}
+        s = frozenset(_norm_text(a) for a in arg)
+
+        def p_in(v: Any, e: Any) -> bool:
+            if v.__class__ is str:
+                return v in s
+            for x in _values(v):  # noqa: SIM110
+                if _norm_text(x) in s:
+                    return True
+            return False
+
         if op == "in":
-            return (lambda v, e: any(_norm_text(x) in s for x in _values(v))), []
-        return (lambda v, e: not any(_norm_text(x) in s for x in _values(v))), []
+            return p_in, []
+        return (lambda v, e: not p_in(v, e)), []
     if op == "glob":
         pats = [p.lower() for p in (arg if isinstance(arg, list) else [arg])]
-        rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in pats))
-        return (lambda v, e: any(rx.match(_norm_text(x).lower()) for x in _values(v))), []
+        match = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in pats)).match
+
+        def p_glob(v: Any, e: Any) -> bool:
+            if v.__class__ is str:
+                return match(v.lower()) is not None
+            for x in _values(v):  # noqa: SIM110
+                if match(_norm_text(x).lower()):
+                    return True
+            return False
+
+        return p_glob, []
     if op == "regex":
         try:
-            rxs = [re.compile(p) for p in (arg if isinstance(arg, list) else [arg])]
+            searches = [re.compile(p).search for p in (arg if isinstance(arg, list) else [arg])]
         except re.error as exc:
             raise ConditionError(f"{where}: invalid regex: {exc}") from exc
-        return (lambda v, e: any(isinstance(x, str) and r.search(x) for x in _values(v) for r in rxs)), []
+
+        memo: dict[str, bool] = {}  # verdict per short string: arguments recur (commands, paths, queries)
+
+        def p_regex(v: Any, e: Any) -> bool:
+            for x in (v,) if v.__class__ is str else _values(v):
+                if isinstance(x, str):
+                    hit = memo.get(x) if len(x) <= REGEX_MEMO_LEN else None
+                    if hit is None:
+                        hit = False
+                        for search in searches:
+                            if search(x):
+                                hit = True
+                                break
+                        if len(x) <= REGEX_MEMO_LEN:
+                            if len(memo) >= REGEX_MEMO_MAX:
+                                memo.clear()
+                            memo[x] = hit
+                    if hit:
+                        return True
+            return False
+
+        return p_regex, []
     if op == "cidr":
         try:
             nets = [ipaddress.ip_network(p, strict=False) for p in (arg if isinstance(arg, list) else [arg])]
@@ -262,7 +336,16 @@ def _op_pred(op: str, arg: Any, where: str) -> tuple[Pred, list[str]]:
         return p_cidr, []
     if op == "contains":
         subs = [str(a) for a in (arg if isinstance(arg, list) else [arg])]
-        return (lambda v, e: any(isinstance(x, str) and s in x for x in _values(v) for s in subs)), []
+
+        def p_contains(v: Any, e: Any) -> bool:
+            for x in (v,) if v.__class__ is str else _values(v):
+                if isinstance(x, str):
+                    for sub in subs:
+                        if sub in x:
+                            return True
+            return False
+
+        return p_contains, []
     if op == "startswith":
         pre = tuple(str(a) for a in (arg if isinstance(arg, list) else [arg]))
         return (lambda v, e: any(isinstance(x, str) and x.startswith(pre) for x in _values(v))), []
@@ -296,7 +379,13 @@ def _op_pred(op: str, arg: Any, where: str) -> tuple[Pred, list[str]]:
             if e is None or name not in e:
                 return False
             needles = [_norm_text(x) for x in _values(e[name]) if _norm_text(x)]
-            return any(isinstance(x, str) and n in x for x in _values(v) for n in needles)
+            if needles:
+                for x in _values(v):
+                    if isinstance(x, str):
+                        for n in needles:
+                            if n in x:
+                                return True
+            return False
 
         return p_cref, [name]
     raise ConditionError(f"{where}: unknown operator {op!r}; known: {', '.join(OPS)}")
@@ -312,31 +401,61 @@ class Node:
         raise NotImplementedError
 
 
-class Leaf(Node):
-    __slots__ = ("field", "get", "preds", "static", "refs")
+# Every node's `test` is a closure built once at construction (an instance attribute that
+# shadows the method): no per-event generator, attribute lookups or loops over one element.
+Test = Callable[..., bool]
 
+
+class Leaf(Node):
     def __init__(self, field: str, get: Callable[[Ctx], Any], preds: list[Pred], refs: list[str]) -> None:
         self.field = field
         self.get = get
         self.preds = preds
         self.static = field in STATIC_FIELDS and not refs
         self.refs = refs
+        if len(preds) == 1:
+            p = preds[0]
+            self.test = lambda c, env=None: p(get(c), env)  # type: ignore[method-assign]
+        else:
 
-    def test(self, c: Ctx, env: dict[str, Any] | None = None) -> bool:
-        v = self.get(c)
-        return all(p(v, env) for p in self.preds)
+            def test(c: Ctx, env: dict[str, Any] | None = None) -> bool:
+                v = get(c)
+                return all(p(v, env) for p in preds)
+
+            self.test = test  # type: ignore[method-assign]
 
     def tri(self, c: Ctx) -> bool | None:
-        return self.test(c) if self.static else None
+        return bool(self.test(c)) if self.static else None
+
+
+def _all_test(tests: list[Test]) -> Test:
+    if not tests:
+        return lambda c, env=None: True
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        a, b = tests
+        return lambda c, env=None: a(c, env) and b(c, env)
+    if len(tests) == 3:
+        a, b, d = tests
+        return lambda c, env=None: a(c, env) and b(c, env) and d(c, env)
+    return lambda c, env=None: all(t(c, env) for t in tests)
+
+
+def _any_test(tests: list[Test]) -> Test:
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        a, b = tests
+        return lambda c, env=None: a(c, env) or b(c, env)
+    return lambda c, env=None: any(t(c, env) for t in tests)
 
 
 class All(Node):
     def __init__(self, kids: list[Node]) -> None:
         self.kids = kids
         self.refs = [r for k in kids for r in k.refs]
-
-    def test(self, c: Ctx, env: dict[str, Any] | None = None) -> bool:
-        return all(k.test(c, env) for k in self.kids)
+        self.test = _all_test([k.test for k in kids])  # type: ignore[method-assign]
 
     def tri(self, c: Ctx) -> bool | None:
         out: bool | None = True
@@ -353,9 +472,7 @@ class AnyOf(Node):
     def __init__(self, kids: list[Node]) -> None:
         self.kids = kids
         self.refs = [r for k in kids for r in k.refs]
-
-    def test(self, c: Ctx, env: dict[str, Any] | None = None) -> bool:
-        return any(k.test(c, env) for k in self.kids)
+        self.test = _any_test([k.test for k in kids])  # type: ignore[method-assign]
 
     def tri(self, c: Ctx) -> bool | None:
         out: bool | None = False
@@ -372,9 +489,8 @@ class Not(Node):
     def __init__(self, kid: Node) -> None:
         self.kid = kid
         self.refs = kid.refs
-
-    def test(self, c: Ctx, env: dict[str, Any] | None = None) -> bool:
-        return not self.kid.test(c, env)
+        t = kid.test
+        self.test = lambda c, env=None: not t(c, env)  # type: ignore[method-assign]
 
     def tri(self, c: Ctx) -> bool | None:
         t = self.kid.tri(c)
@@ -407,6 +523,9 @@ def residual(node: Node, c: Ctx) -> Node:
 
 def _fast_test(key: str, m: Any) -> Callable[..., bool] | None:
     """Specialised tests for the hot, simple cases on scalar event fields."""
+    if key == "dest.external" and isinstance(m, bool):  # the getter returns a bool: eq is identity
+        g_external = getter(key)
+        return (lambda c, env=None: g_external(c) is True) if m else (lambda c, env=None: g_external(c) is False)
     if key not in EVENT_FIELDS:
         if key == "redacted" and isinstance(m, bool):
             return (

@@ -12,11 +12,18 @@ does not depend on batch boundaries. The same records in the same order give the
 alerts (ids, counts, evidence) however they are split into `process` calls, and across a
 save_state / load_state restart. Records whose (chain_id, seq) was already processed are
 skipped, so replays after a crash are idempotent.
+
+Speed (tests/detect/test_fastpath.py pins it to the plain semantics): an event is dispatched
+on (server, tool, decision, result, redacted, capabilities) to the executors it can reach,
+each bound once per dispatch key to a closure with the statically decided condition parts
+folded away (detect/closures.py); `ts` strings are parsed per batch (timeutil.batch_epochs);
+tool capabilities, destinations and regex verdicts on argument strings are memoised.
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -27,17 +34,23 @@ import orjson
 
 from detect.alerts import AlertChange, AlertStore, Match, Suppression
 from detect.catalog import Catalog, ToolInfo
-from detect.conditions import Ctx, Node, residual
+from detect.closures import is_plain
+from detect.conditions import Ctx, residual
 from detect.executors import Executor, NewTermExec, key_fn, make_executor
 from detect.rules import Rule, load_rules
 from detect.stats import StatDetector, StatsSettings, default_detectors
-from detect.timeutil import _SEC_CACHE, parse_duration, ts_epoch
+from detect.timeutil import _MIN_CACHE, batch_epochs, minute_epoch, parse_duration, ts_epoch
 from schemas.alert import Alert
 
 STATE_VERSION = 1
 SWEEP_EVERY_S = 600.0
 
-Dispatch = list[tuple[Executor, list[tuple[int, Node, bool | None]]]]
+Dispatch = list[Callable[[Ctx], None]]
+MAX_DISPATCH = 200_000
+MAX_DISPATCH_PER_TOOL = 1000
+BATCH_TS_MIN = 32
+_get_ts = operator.itemgetter("ts")
+key4 = operator.itemgetter("server", "tool", "decision", "result")
 
 
 class DetectionEngine:
@@ -59,8 +72,10 @@ class DetectionEngine:
         self.detectors = detectors if detectors is not None else []
         self.state_path = Path(state_path) if state_path else None
         self.on_match = on_match
-        self._dispatch: dict[tuple[Any, ...], Dispatch] = {}
-        self._tinfo: dict[tuple[str, str], tuple[ToolInfo, str]] = {}
+        # (server, tool, decision, result) -> [entry when not redacted, entry when redacted]; an entry is
+        # (catalog info, "server/tool", caps, dispatch), or for tools whose capabilities depend on arguments
+        # (info, "server/tool", None, {caps: dispatch})
+        self._dispatch: dict[tuple[Any, ...], list[Any]] = {}
         self.watermark = float("-inf")
         self.q_watermark = float("-inf")
         self._next_sweep = float("-inf")
@@ -71,6 +86,9 @@ class DetectionEngine:
             if isinstance(ex, NewTermExec) and ex.learning > 0:
                 ex.registry = self.registries.setdefault(tuple(ex.history_by), {})
         self._reg_fns = [(key_fn(list(k)), reg) for k, reg in self.registries.items()]
+        one = list(self.registries.items())
+        self._reg1: tuple[dict[tuple[Any, ...], float] | None, str] = (
+            (one[0][1], one[0][0][0]) if len(one) == 1 and len(one[0][0]) == 1 and is_plain(one[0][0][0]) else (None, ""))
         self._max_registry = 1_000_000
         self.stats = {"events": 0, "skipped_replayed": 0, "quarantine": 0, "matches": 0, "bad_records": 0}
 
@@ -108,7 +126,26 @@ class DetectionEngine:
         if self.on_match is not None:
             self.on_match(m, aid)
 
+    def _dispatch_pair(self, k4: tuple[Any, ...]) -> list[Any]:
+        if len(self._dispatch) >= MAX_DISPATCH:
+            self._dispatch.clear()
+        pair = self._dispatch[k4] = [None, None]  # [not redacted, redacted]
+        return pair
+
+    def _dispatch_entry(self, k4: tuple[Any, ...], red: bool, pair: list[Any]) -> tuple[ToolInfo, str, Any, Any]:
+        server, tool = k4[0] or "", k4[1]
+        ti = self.catalog.info(server, tool)
+        if ti.arg_caps:
+            ent: tuple[ToolInfo, str, Any, Any] = (ti, f"{server}/{tool}", None, {})
+        else:
+            ent = (ti, f"{server}/{tool}", ti.caps, self._build_dispatch((server, tool, k4[2], k4[3], not red, ti.caps), ti))
+        pair[1 if red else 0] = ent
+        return ent
+
     def _build_dispatch(self, key: tuple[Any, ...], ti: ToolInfo) -> Dispatch:
+        """The executors an event with this key can reach, each bound to the steps it can
+        match with statically decided condition parts folded away. Each event is tested only
+        against these candidates (rules index)."""
         srec = {
             "server": key[0],
             "tool": key[1],
@@ -129,10 +166,7 @@ class DetectionEngine:
                 steps.append((idx, node, t is None))
             if steps:
                 steps.sort(key=lambda x: -x[0])
-                out.append((ex, steps))
-        if len(self._dispatch) > 500_000:
-            self._dispatch.clear()
-        self._dispatch[key] = out
+                out.append(ex.bind(steps, self._emit, key))
         return out
 
     def process(self, records: Iterable[dict[str, Any]]) -> list[Alert]:
@@ -144,33 +178,70 @@ class DetectionEngine:
         self._run(records)
         return self.flush()
 
-    def _run(self, records: Iterable[dict[str, Any]]) -> None:
+    def run_batch(self, records: Iterable[dict[str, Any] | float]) -> None:
+        """process() for backtests: the same state changes, without building alert
+        snapshots (memory store without listeners); records may include watermark ticks."""
+        self._run(records)
+        for d in self.detectors:
+            d.flush(self._emit)
+        self.store.settle()
+
+    def _run(self, records: Iterable[dict[str, Any] | float]) -> None:
+        """The hot loop. A float among the records is a watermark tick: event time advanced
+        to it through records this engine does not see (a partitioned backtest), with the
+        same sweeps they would have triggered."""
         emit = self._emit
         cat = self.catalog
-        tinfo = self._tinfo
+        disp = self._dispatch
         progress = self.progress
         dets = self.detectors
         reg_fns = self._reg_fns
-        sec_cache = _SEC_CACHE
+        reg1, reg1_field = self._reg1
+        min_cache = _MIN_CACHE
+        stats = self.stats
         wm = self.watermark
         next_sweep = self._next_sweep
         n = 0
-        for rec in records:
-            cid = rec.get("chain_id")
+        if records.__class__ is not list:
+            records = list(records)
+        # event times of canonical `ts` strings parsed for the whole batch at once (None: parse below)
+        if len(records) >= BATCH_TS_MIN:
+            try:
+                tsv = batch_epochs(list(map(_get_ts, records)))
+            except (KeyError, TypeError):  # a record without ts, or watermark ticks among the records
+                tsv = batch_epochs([r.get("ts") if r.__class__ is dict else None for r in records])  # type: ignore[union-attr]
+        else:
+            tsv = [None] * len(records)
+        for rec, ts in zip(records, tsv, strict=True):
+            if rec.__class__ is float:
+                if rec > wm:
+                    wm = self.watermark = rec  # type: ignore[assignment]
+                    if rec >= next_sweep:
+                        self._sweep(rec)  # type: ignore[arg-type]
+                        next_sweep = self._next_sweep
+                continue
+            get = rec.get  # type: ignore[union-attr]
+            cid = get("chain_id")
             if cid is not None:
-                seq = rec.get("seq")
+                seq = get("seq")
                 if seq is not None:
                     if seq < progress.get(cid, 0):
-                        self.stats["skipped_replayed"] += 1
+                        stats["skipped_replayed"] += 1
                         continue
                     progress[cid] = seq + 1
             try:
-                t = rec["ts"]
-                base = sec_cache.get(t[:19]) if len(t) == 27 else None
-                ts = base + int(t[20:26]) * 1e-6 if base is not None else ts_epoch(t)
-                tool = rec["tool"]
+                if ts is None:
+                    t = rec["ts"]  # type: ignore[index]
+                    if len(t) == 27 and t[26] == "Z":  # canonical form: same float as ts_epoch(t)
+                        base = min_cache.get(t[:16])
+                        if base is None:
+                            base = minute_epoch(t)
+                        ts = base + int(t[17:19]) + int(t[20:26]) * 1e-6
+                    else:
+                        ts = ts_epoch(t)
+                tool = rec["tool"]  # type: ignore[index]
             except (KeyError, TypeError, ValueError):
-                self.stats["bad_records"] += 1
+                stats["bad_records"] += 1
                 continue
             n += 1
             if ts > wm:
@@ -178,41 +249,47 @@ class DetectionEngine:
                 if ts >= next_sweep:
                     self._sweep(ts)
                     next_sweep = self._next_sweep
-            server = rec.get("server") or ""
-            tk = (server, tool)
-            tinf = tinfo.get(tk)
-            if tinf is None:
-                ti = cat.info(server, tool)
-                tinf = tinfo[tk] = (ti, f"{server}/{tool}", {})
-                if len(tinfo) > 200_000:
-                    tinfo.clear()
-            ti = tinf[0]
-            sub = (rec.get("decision"), rec.get("result"), not rec.get("redactions"))
-            if ti.arg_caps:
-                caps = cat.caps_for(ti, rec.get("args"))
-                key = (server, tool, *sub, caps)
-                cands = self._dispatch.get(key)
+            try:
+                k4 = key4(rec)  # (server, tool, decision, result) in one C call
+            except KeyError:
+                k4 = (get("server"), tool, get("decision"), get("result"))
+            pair = disp.get(k4)
+            if pair is None:
+                pair = self._dispatch_pair(k4)
+            red = get("redactions")
+            ent = pair[1] if red else pair[0]
+            if ent is None:
+                ent = self._dispatch_entry(k4, bool(red), pair)
+            ti, tkey, caps, cands = ent
+            if caps is None:  # capabilities that depend on argument values: a dispatch per set
+                caps = ti.caps_of(get("args"))
+                by_caps = cands
+                cands = by_caps.get(caps)
                 if cands is None:
-                    cands = self._build_dispatch(key, ti)
+                    if len(by_caps) >= MAX_DISPATCH_PER_TOOL:
+                        by_caps.clear()
+                    cands = by_caps[caps] = self._build_dispatch((k4[0] or "", k4[1], k4[2], k4[3], not red, caps), ti)
+            ctx = Ctx(rec, ts, ti, caps, cat)  # type: ignore[arg-type]
+            if reg1 is not None:  # the usual single registry on one plain field (principal)
+                gk = (get(reg1_field),)
+                if gk not in reg1:
+                    self._register(reg1, gk, ts)
             else:
-                caps = ti.caps
-                cands = tinf[2].get(sub)
-                if cands is None:
-                    cands = tinf[2][sub] = self._build_dispatch((server, tool, *sub, caps), ti)
-            ctx = Ctx(rec, ts, ti, caps, cat)
-            for kf, reg in reg_fns:
-                gk = kf(ctx)
-                if gk not in reg:
-                    reg[gk] = ts
-                    if len(reg) > self._max_registry:
-                        del reg[next(iter(reg))]
-            for ex, steps in cands:
-                ex.on_event(ctx, steps, emit)
+                for kf, reg in reg_fns:
+                    gk = kf(ctx)
+                    if gk not in reg:
+                        self._register(reg, gk, ts)
+            for run in cands:
+                run(ctx)
             if dets:
-                tkey = tinf[1]
                 for d in dets:
                     d.on_event(rec, ts, tkey, caps, emit)
-        self.stats["events"] += n
+        stats["events"] += n
+
+    def _register(self, reg: dict[tuple[Any, ...], float], gk: tuple[Any, ...], ts: float) -> None:
+        reg[gk] = ts
+        if len(reg) > self._max_registry:
+            del reg[next(iter(reg))]
 
     def _sweep(self, wm: float) -> None:
         self._next_sweep = (wm // SWEEP_EVERY_S + 1) * SWEEP_EVERY_S
@@ -275,6 +352,7 @@ class DetectionEngine:
     def load(self, st: dict[str, Any]) -> None:
         if st.get("version") != STATE_VERSION:
             raise ValueError(f"detector state version {st.get('version')} is not {STATE_VERSION}")
+        self._dispatch.clear()  # rebuild dispatch closures against the loaded state
         self.watermark = st["watermark"] if st.get("watermark") is not None else float("-inf")
         self.q_watermark = st["q_watermark"] if st.get("q_watermark") is not None else float("-inf")
         self._next_sweep = st["next_sweep"] if st.get("next_sweep") is not None else float("-inf")

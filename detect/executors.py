@@ -3,12 +3,24 @@ bounded (per-group TTL sweeps, capped partial matches / terms) and serialisable.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from detect.alerts import Match, RuleMeta
-from detect.conditions import EVENT_FIELDS, Ctx, Node, getter
+from detect.closures import (
+    KNOWN_MAX,
+    NEW_TERM_KNOWN_RUN,
+    NEW_TERM_RUN,
+    SEQ_ADVANCE_RUN,
+    SEQ_FIRST_RUN,
+    THRESHOLD_RUN,
+    fixed_by,
+    is_plain,
+    make_closure,
+)
+from detect.conditions import Ctx, Node, getter
 from detect.rules import Rule
 from detect.timeutil import parse_duration
 
@@ -17,6 +29,7 @@ MAX_PARTIALS = 16
 EVIDENCE_KEEP = 20
 
 Emit = Callable[[Match], None]
+DispatchKey = tuple[Any, ...]  # (server, tool, decision, result, not redacted, caps)
 
 
 def slim(rec: dict[str, Any]) -> dict[str, Any]:
@@ -37,16 +50,16 @@ def first_str(v: Any) -> str | None:
     return str(v)
 
 
-_PLAIN = frozenset(EVENT_FIELDS) | {"origin"}
-
-
 def key_fn(fields: list[str]) -> Callable[[Ctx], tuple[Any, ...]]:
     """ctx -> tuple of the fields' values (first value, as text). Plain event fields compile
     to direct dict lookups (hot path)."""
-    if all(f in _PLAIN and f.isidentifier() for f in fields):
-        body = ", ".join(f"_g({f!r})" for f in fields)
-        src = f"lambda c: (lambda _g: ({body}{',' if len(fields) == 1 else ''}))(c.rec.get)"
-        return eval(src, {"_f": first_str})  # noqa: S307 - field names are validated identifiers
+    if all(map(is_plain, fields)):
+        if len(fields) == 1:
+            return eval(f"lambda c: (c.rec.get({fields[0]!r}),)")  # noqa: S307 - validated identifier
+        body = ", ".join(f"g({f!r})" for f in fields)
+        ns: dict[str, Any] = {}
+        exec(f"def key(c):\n    g = c.rec.get\n    return ({body})\n", ns)  # noqa: S102 - validated identifiers
+        return ns["key"]  # type: ignore[no-any-return]
     gs = [getter(f) for f in fields]
     return lambda c: tuple(first_str(g(c)) for g in gs)
 
@@ -122,6 +135,14 @@ class Executor:
     def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool]], emit: Emit) -> None:
         raise NotImplementedError
 
+    def bind(self, steps: list[tuple[int, Node, bool]], emit: Emit, key: DispatchKey | None = None) -> Callable[[Ctx], None]:
+        """ctx -> None: on_event for one dispatch entry (its steps fixed), built once per
+        dispatch key (server, tool, decision, result, not redacted, caps). Executors override
+        it with specialised closures that do exactly what on_event does. Closures hold the
+        state containers, so load() must update them in place."""
+        on_event = self.on_event
+        return lambda ctx: on_event(ctx, steps, emit)
+
     def sweep(self, wm: float) -> None:
         pass
 
@@ -138,6 +159,19 @@ class MatchExec(Executor):
         if dyn and not node.test(ctx):
             return
         emit(Match(self.meta, ctx.ts, self.dedup(ctx), [ctx.rec], self.context(ctx)))
+
+    def bind(self, steps: list[tuple[int, Node, bool]], emit: Emit, key: DispatchKey | None = None) -> Callable[[Ctx], None]:
+        _, node, dyn = steps[0]
+        meta, dedup, context = self.meta, self.dedup, self.context
+        if not dyn:
+            return lambda ctx: emit(Match(meta, ctx.ts, dedup(ctx), [ctx.rec], lambda: context(ctx)))
+        test = node.test
+
+        def run(ctx: Ctx) -> None:
+            if test(ctx):
+                emit(Match(meta, ctx.ts, dedup(ctx), [ctx.rec], lambda: context(ctx)))
+
+        return run
 
 
 class ThresholdExec(Executor):
@@ -187,11 +221,23 @@ class ThresholdExec(Executor):
         dq.append((ts, ctx.rec))
         # >= gte events in (ts - window, ts]  <=>  the gte-th most recent one is inside the window
         if len(dq) == self.gte and dq[0][0] > lo:
-            recs = [r for _, r in dq]
-            c = self.context(ctx)
-            c.update({"count": len(dq), "window_s": self.window})
-            emit(Match(self.meta, ts, self.dedup(ctx), cap_evidence(recs), c, actual=float(len(dq)), expected=float(self.gte)))
-            dq.clear()
+            self._fire(ctx, dq, emit)
+
+    def _fire(self, ctx: Ctx, dq: deque[tuple[float, dict[str, Any]]], emit: Emit) -> None:
+        recs = [r for _, r in dq]
+        c = self.context(ctx)
+        c.update({"count": len(dq), "window_s": self.window})
+        emit(Match(self.meta, ctx.ts, self.dedup(ctx), cap_evidence(recs), c, actual=float(len(dq)),
+                   expected=float(self.gte)))
+        dq.clear()
+
+    def bind(self, steps: list[tuple[int, Node, bool]], emit: Emit, key: DispatchKey | None = None) -> Callable[[Ctx], None]:
+        if self.dget is not None:  # distinct counting: rare (denials), the generic path
+            return super().bind(steps, emit)
+        _, node, dyn = steps[0]
+        return make_closure(THRESHOLD_RUN, self.rule.spec.group_by, key=self.group, test=node.test if dyn else None,
+                            groups=self.groups, last=self.last, window=self.window, gte=self.gte, fire=self._fire,
+                            emit=emit, deque=deque)
 
     def sweep(self, wm: float) -> None:
         lo = wm - self.window
@@ -320,6 +366,88 @@ class SequenceExec(Executor):
         for a in absent_hits:
             absent_last[a] = ts
 
+    def bind(self, steps: list[tuple[int, Node, bool]], emit: Emit, key: DispatchKey | None = None) -> Callable[[Ctx], None]:
+        """on_event with the per-step facts looked up once: same logic, same order, plus two
+        specialised closures for the common single-step dispatch entries."""
+        plan = [(pos, node.test, dyn, bool(dyn or node.refs), self.steps[pos][0].absent, pos == self.first_real,
+                 self.absent_before.get(pos, []), self.captures[pos], self.next_real.get(pos)) for pos, node, dyn in steps]
+        group, groups, maxspan, within, add, has_refs = (self.group, self.groups, self.maxspan, self.within, self._add,
+                                                         self.has_refs)
+        emit_partial = self._emit
+        neg = float("-inf")
+
+        fields = self.rule.spec.group_by
+        if len(plan) == 1 and plan[0][5] and not plan[0][2] and not has_refs and plan[0][8] is not None:
+            return make_closure(SEQ_FIRST_RUN, fields, key=group, groups=groups, maxspan=maxspan, within=within, add=add,
+                                before0=plan[0][6], nxt0=plan[0][8], neg=neg, _Partial=_Partial)
+        if len(plan) == 1 and not plan[0][5] and not plan[0][4]:
+            pos1, test1, _, need1, _, _, before1, captures1, nxt1 = plan[0]
+            return make_closure(SEQ_ADVANCE_RUN, fields, key=group, groups=groups, maxspan=maxspan, pos1=pos1,
+                                test1=test1, need1=need1, before1=before1, captures1=captures1, nxt1=nxt1, neg=neg, add=add,
+                                emit_partial=emit_partial, emit=emit, jsonable=jsonable)
+
+        def run(ctx: Ctx) -> None:
+            ts = ctx.ts
+            g = group(ctx)
+            st = groups.get(g)
+            if st is None:
+                st = groups[g] = [[], {}, ts]
+            partials: list[_Partial] = st[0]
+            st[2] = ts
+            lo = ts - maxspan
+            if partials and partials[0].t_start < lo:
+                partials[:] = [p for p in partials if p.t_start >= lo]
+            absent_last: dict[int, float] = st[1]
+            absent_hits: list[int] = []
+            for pos, test, dyn, need_test, absent, first, before, captures, nxt in plan:
+                if absent:
+                    if not dyn or test(ctx):
+                        absent_hits.append(pos)
+                    continue
+                if not first:
+                    for p in list(partials):
+                        if p.next != pos:
+                            continue
+                        if any(absent_last.get(a, neg) > p.t_last for a in before):
+                            partials.remove(p)
+                            continue
+                        if need_test and not test(ctx, p.env):
+                            continue
+                        p.recs.append(ctx.rec)
+                        p.t_last = ts
+                        for name, gt in captures:
+                            p.env[name] = jsonable(gt(ctx))
+                        partials.remove(p)
+                        if nxt is None:
+                            emit_partial(ctx, p, emit)
+                        else:
+                            p.next = nxt
+                            add(partials, p)
+                else:
+                    if dyn and not test(ctx):
+                        continue
+                    if absent_last and any(absent_last.get(a, neg) >= ts - within[a] for a in before):
+                        continue
+                    if not has_refs and nxt is not None:
+                        for q in partials:
+                            if q.next == nxt:
+                                q.t_start = q.t_last = ts
+                                q.recs = [ctx.rec]
+                                break
+                        else:
+                            add(partials, _Partial(nxt, ts, ts, [ctx.rec], {}))
+                        continue
+                    env = {name: jsonable(gt(ctx)) for name, gt in captures}
+                    p = _Partial(nxt if nxt is not None else -1, ts, ts, [ctx.rec], env)
+                    if nxt is None:
+                        emit_partial(ctx, p, emit)
+                    else:
+                        add(partials, p)
+            for a in absent_hits:
+                absent_last[a] = ts
+
+        return run
+
     def _add(self, partials: list[_Partial], p: _Partial) -> None:
         for i, q in enumerate(partials):  # one partial per stage and captured values: keep the newest
             if q.next == p.next and (not self.has_refs or q.env == p.env):
@@ -330,17 +458,20 @@ class SequenceExec(Executor):
             del partials[0]
 
     def _emit(self, ctx: Ctx, p: _Partial, emit: Emit) -> None:
-        c = self.context(ctx)
-        c["steps"] = [{"step": self.steps[i][0].name, "tool": r.get("tool"), "server": r.get("server"), "ts": r.get("ts"),
-                       "event_id": r.get("event_id")} for i, r in zip(self.real, p.recs, strict=False)]
-        if p.env:
-            c["captured"] = p.env
-        c["span_s"] = round(ctx.ts - p.t_start, 3)
-        emit(Match(self.meta, ctx.ts, self.dedup(ctx), p.recs, c))
+        def context() -> dict[str, Any]:  # built only for a new alert; p is finished, ctx immutable
+            c = self.context(ctx)
+            c["steps"] = [{"step": self.steps[i][0].name, "tool": r.get("tool"), "server": r.get("server"),
+                           "ts": r.get("ts"), "event_id": r.get("event_id")} for i, r in zip(self.real, p.recs, strict=False)]
+            if p.env:
+                c["captured"] = p.env
+            c["span_s"] = round(ctx.ts - p.t_start, 3)
+            return c
+
+        emit(Match(self.meta, ctx.ts, self.dedup(ctx), p.recs, context))
 
     def sweep(self, wm: float) -> None:
-        horizon = max([self.maxspan] + self.within)
-        for g in [g for g, st in self.groups.items() if st[2] < wm - horizon]:
+        lo = wm - max([self.maxspan] + self.within)
+        for g in [g for g, st in self.groups.items() if st[2] < lo]:
             del self.groups[g]
 
     def state(self) -> Any:
@@ -373,6 +504,7 @@ class NewTermExec(Executor):
         # first-seen times of history groups over *all* events; the engine keeps it (shared by
         # rules with the same history_by) so a group's learning period starts at its first event
         self.registry: dict[tuple[Any, ...], float] = {}
+        self._known: list[weakref.ref[set[Any]]] = []  # bound closures' sets of values whose term is in seen
 
     def on_event(self, ctx: Ctx, steps: list[tuple[int, Node, bool | None]], emit: Emit) -> None:
         _, node, dyn = steps[0]
@@ -383,10 +515,14 @@ class NewTermExec(Executor):
             return
         if not all(term):
             return
+        self._first_sight(ctx, term, emit)
+
+    def _first_sight(self, ctx: Ctx, term: tuple[Any, ...], emit: Emit) -> None:
         ts = ctx.ts
         self.seen[term] = ts
         if len(self.seen) > self.max_terms:
             del self.seen[next(iter(self.seen))]
+            self._forget_known()
         grp = term[: self.h]
         had = self.group_terms.get(grp, 0)
         self.group_terms[grp] = had + 1
@@ -420,9 +556,34 @@ class NewTermExec(Executor):
 
     def load(self, st: Any) -> None:
         st = st or {}
-        self.seen = {tuple(k): v for k, v in st.get("seen", [])}
-        self.group_terms = {tuple(k): v for k, v in st.get("groups", [])}
-        self.peers = {tuple(k): v for k, v in st.get("peers", [])}
+        for d, items in ((self.seen, st.get("seen", [])), (self.group_terms, st.get("groups", [])),
+                         (self.peers, st.get("peers", []))):
+            d.clear()  # in place: bound dispatch closures hold these dicts
+            d.update((tuple(k), v) for k, v in items)
+        self._forget_known()
+
+    def bind(self, steps: list[tuple[int, Node, bool | None]], emit: Emit,
+             key: DispatchKey | None = None) -> Callable[[Ctx], None]:
+        _, node, dyn = steps[0]
+        env = {"key": self.tkey, "test": node.test if dyn else None, "seen": self.seen, "first": self._first_sight,
+               "emit": emit}
+        varying = [f for f in self.fields if key is None or not fixed_by(f, key)]
+        if len(varying) != 1 or not is_plain(varying[0]) or not all(map(is_plain, self.fields)):
+            return make_closure(NEW_TERM_RUN, self.fields, **env)
+        # the other term fields are the same for every event of this dispatch entry: a set of
+        # the one varying value stands for "term in seen" (emptied whenever seen loses terms)
+        known: set[Any] = set()
+        if len(self._known) > 64:  # drop sets of dispatch entries the engine has let go
+            self._known = [r for r in self._known if r() is not None]
+        self._known.append(weakref.ref(known))
+        return make_closure(NEW_TERM_KNOWN_RUN.replace("{VAR}", repr(varying[0])), self.fields, known=known,
+                            known_max=KNOWN_MAX, **env)
+
+    def _forget_known(self) -> None:
+        for r in self._known:
+            k = r()
+            if k is not None:
+                k.clear()
 
 
 EXECUTORS: dict[str, type[Executor]] = {"match": MatchExec, "threshold": ThresholdExec, "sequence": SequenceExec,

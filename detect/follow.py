@@ -139,6 +139,10 @@ class BacktestReport:
     seconds: float = 0.0
     alerts: list[Alert] = field(default_factory=list)
     per_day: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    workers: int = 1
+    cpu_seconds: float = 0.0  # of the process(es) that ran detection
+    note: str = ""  # why the run used one process, when more were asked for
+    alert_count: int = 0
 
     @property
     def events_per_s(self) -> float:
@@ -175,6 +179,7 @@ def backtest(layout: Any, engine: DetectionEngine, *, since: str | None = None, 
     engine.flush()
     rep.seconds = time.perf_counter() - t0
     rep.alerts = engine.store.alerts()
+    rep.alert_count = len(rep.alerts)
     for a in rep.alerts:
         rep.per_day[a.first_seen.strftime("%Y-%m-%d")][a.rule_id] += 1
     return rep

@@ -41,6 +41,9 @@ def register(sub: Any) -> None:
     b.add_argument("--no-builtin", action="store_true", help="only the rules given with --rules")
     b.add_argument("--no-stats", action="store_true", help="rules only, no statistical detectors")
     b.add_argument("--json", action="store_true", help="print alerts as JSON lines")
+    b.add_argument("--workers", type=int, default=None,
+                   help="processes, partitioned by principal (default: CPU count, at most 4; statistical detectors: 1)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
 
     e = sub.add_parser("eval", help="measure detection quality on generated, labeled traffic")
@@ -110,34 +113,45 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from detect.alerts import AlertStore
-    from detect.catalog import Catalog
-    from detect.engine import DetectionEngine, settings_suppressions
-    from detect.follow import backtest
-    from detect.stats import default_detectors
+    import os
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from detect.backtest import EngineSpec, run_backtest
+    from detect.engine import settings_suppressions
     from tooltrail.logs import get_logger
 
     cfg = config_from_args(args)
     ds = cfg.detect
-    rules = _load_rules(cfg, args.rules, builtin=not args.no_builtin)
-    catalog = Catalog.load([ds.catalog_file] if ds.catalog_file else [])
-    dets = [] if args.no_stats or not ds.statistical else default_detectors(ds.stats_settings(), ds.detectors)
-    engine = DetectionEngine(rules, catalog, AlertStore(None, suppressions=settings_suppressions(ds)), detectors=dets)
+    _load_rules(cfg, args.rules, builtin=not args.no_builtin)  # invalid rules: a clear error before any work
+    with_stats = ds.statistical and not args.no_stats
+    spec = EngineSpec(rule_dirs=tuple(map(str, ds.rule_dirs)) + tuple(args.rules), builtin_rules=not args.no_builtin,
+                      catalog_files=(str(ds.catalog_file),) if ds.catalog_file else (),
+                      suppressions=tuple(settings_suppressions(ds)), stats=ds.stats_settings() if with_stats else None,
+                      detectors=tuple(ds.detectors) if ds.detectors is not None else None)
+    workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 4)
     log = get_logger("tooltrail.backtest")
-    rep = backtest(
-        cfg.layout,
-        engine,
-        since=args.since,
-        until=args.until,
-        progress=lambda n: log.info("backtest_progress", events=n),
-    )
+    show = not args.no_progress and sys.stderr.isatty()
+    last_log = [0.0]
+
+    def on_progress(n: int, total: int) -> None:
+        prog.update(task, completed=n, total=total)
+        if not show and time.monotonic() - last_log[0] >= 10:  # no terminal: a log line every 10 s
+            last_log[0] = time.monotonic()
+            log.info("backtest_progress", events=n, total=total)
+
+    with Progress(TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TextColumn("events"), TimeRemainingColumn(),
+                  disable=not show, transient=True) as prog:
+        task = prog.add_task("backtest", total=None)
+        rep = run_backtest(cfg.layout, spec, workers=workers, since=args.since, until=args.until, progress=on_progress,
+                           keep_alerts=args.json, on_fallback=lambda why: log.info("backtest_one_process", reason=why))
     if args.json:
         for a in rep.alerts:
             sys.stdout.write(a.model_dump_json() + "\n")
         return 0
-    print(
-        f"replayed {rep.events} events in {rep.seconds:.1f}s ({rep.events_per_s:,.0f} events/s); {len(rep.alerts)} alerts"
-    )
+    print(f"replayed {rep.events:,} events in {rep.seconds:.1f}s ({rep.events_per_s:,.0f} events/s, {rep.workers} "
+          f"process{'es' if rep.workers > 1 else ''}, {rep.cpu_seconds:.1f} CPU s); {rep.alert_count:,} alerts")
     if rep.per_day:
         rule_ids = sorted({r for c in rep.per_day.values() for r in c})
         print("| day        | " + " | ".join(f"{r:>19}" for r in rule_ids) + " |")
