@@ -34,8 +34,10 @@ SECRETS = [
 
 
 def events(n: int, seed: int = 1, start: datetime | None = None) -> Iterator[dict]:
+    """n events about 0.2 s apart; by default ending about an hour before now (the write path
+    rejects timestamps more than 5 minutes in the future)."""
     r = random.Random(seed)
-    t = start or datetime(2026, 11, 1, tzinfo=UTC)
+    t = start or (datetime.now(UTC) - timedelta(seconds=n * 0.21 + 3600)).replace(minute=0, second=0, microsecond=0)
     i = 0
     while i < n:
         principal = f"user_{r.randint(0, 499)}"

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 
 from detect.engine import SWEEP_EVERY_S
+from schemas.stored import load_record
 
 COLUMNS = ["seq", "received_at", "ts", "principal", "session", "hash", "record"]
 
@@ -65,7 +65,7 @@ class _Block:
     own_before: np.ndarray  # own rows before each row (= rank of an own row in seq order)
     # this partition's records in seq order, as slices of the `record` column's buffers (no copy):
     # rank r -> bufs[chunk[r]][start[r]:end[r]], the canonical JSON
-    bufs: list[memoryview]
+    bufs: list[bytes]
     chunk: list[int]
     start: list[int]
     end: list[int]
@@ -114,7 +114,7 @@ def _read_block(path: Any, lo: float | None, hi: float | None, n_parts: int, par
         starts.append(offs[:-1])
         ends.append(offs[1:])
         chunk_ids.append(np.full(len(c), k))
-        bufs.append(memoryview(c.buffers()[2]) if c.buffers()[2] is not None else memoryview(b""))
+        bufs.append(c.buffers()[2].to_pybytes() if c.buffers()[2] is not None else b"")
     cat = (lambda xs: np.concatenate(xs)[rows].tolist()) if starts else (lambda xs: [])
     hashes = t["hash"].take(pa.array(rows)).to_pylist()
     sessions = pc.unique(t["session"].take(pa.array(rows))).to_pylist() if n_parts > 1 else []
@@ -221,7 +221,7 @@ class Replay:
         self._gap = not bool(own[-1])
         todo = np.arange(n) if self.n_parts == 1 else np.flatnonzero(own | trig)
         nxt = [int(b.own_before[s]) for b, (_, s, _) in zip(blocks, takes, strict=True)]  # type: ignore[union-attr]
-        loads = orjson.loads
+        loads = load_record
         own_l, src_l, ts_l = own[todo].tolist(), src[todo].tolist(), ts[todo].tolist()
         prev_cm_l, prev_own_l = prev_cm[todo].tolist(), prev_own[todo].tolist()
         batch_l = ((todo + base) // self.chunk).tolist()

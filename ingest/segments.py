@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from ingest.fsio import append_durable, fsync_dir
 from ingest.layout import Layout
-from schemas.stored import ARROW_SCHEMA, TYPED_COLUMNS, format_ts
+from schemas.stored import ARROW_SCHEMA, TYPED_COLUMNS, format_ts, load_record
 
 ROW_GROUP_ROWS = 32_768
 
@@ -197,7 +197,7 @@ def iter_records(layout: Layout, chain_id: str, from_seq: int = 0) -> Iterator[d
         for seq, prev, h, rec in zip(seqs, prevs, hashes, table.column("record").to_pylist(), strict=True):
             if seq < from_seq:
                 continue
-            d = orjson.loads(rec)
+            d = load_record(rec)
             d["hash"] = h
             d["prev_hash"] = prev
             yield d

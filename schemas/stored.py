@@ -16,6 +16,7 @@ from typing import Annotated, Any, NotRequired, Required
 import orjson
 import pyarrow as pa
 from pydantic import AfterValidator, ConfigDict, TypeAdapter, with_config
+from pydantic_core import from_json
 from typing_extensions import TypedDict
 
 from schemas.canonical import canonical_bytes, fast_path_ok
@@ -126,6 +127,27 @@ def record_bytes(record: dict[str, Any], nested_simple: bool = False) -> bytes:
         if t is float or ((t is dict or t is list) and not fast_path_ok(v)):
             return canonical_bytes(record)
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+def load_record(data: bytes | bytearray | str) -> dict[str, Any]:
+    """A stored record's dict, for the readers that feed detection (backtest, follower).
+    Strings of up to 64 characters are cached across calls (pydantic-core's JSON parser), so
+    the values a stream repeats (servers, tools, principals, sessions, decisions) come back as
+    shared objects, as in the live path's validated records: detection's dictionary lookups
+    on them hit by identity and reuse the string's hash (~20% faster detection than on
+    fresh strings from orjson, and the parse itself is as fast)."""
+    if data.__class__ is str:
+        data = data.encode()
+    if b"000" in data and any(end in data for end in _BIG_NUMBER_ENDS):
+        return orjson.loads(data)  # type: ignore[no-any-return]
+    return from_json(data, cache_strings="all")  # type: ignore[no-any-return]
+
+
+# A double of 2^64 or more is written by JCS as 20-21 digits (up to 1e21) with >= 3 trailing
+# zeros (17 significant digits at most); orjson reads it as the float it is, pydantic-core as
+# a big int (which orjson could not write back). Such records, and a few others that merely
+# contain these bytes, are read with orjson.
+_BIG_NUMBER_ENDS = (b"000,", b"000}", b"000]")
 
 
 _FLAT_TYPES = frozenset((str, int, bool, type(None)))  # validated ints are within +-2^53

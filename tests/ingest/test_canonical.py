@@ -67,3 +67,35 @@ def test_nested_simple_flag_never_changes_the_canonical_bytes(args, escape):
     raw = json.dumps(args, ensure_ascii=escape).encode() if escape else orjson.dumps(args)
     record = {"args": json.loads(raw), "labels": {k: "v" for k in args}, "seq": 1, "tool": "t"}
     assert record_bytes(record, nested_simple(record)) == rfc8785.dumps(record)
+
+
+big_doubles = st.floats(min_value=2.0**53, max_value=1e22) | st.floats(min_value=-1e22, max_value=-(2.0**53))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), json_values | big_doubles, max_size=6))
+def test_load_record_reads_canonical_bytes_as_orjson_does(obj):
+    """Detection's record reader (pydantic-core, cached strings) gives the same dict as
+    orjson for every canonical record, floats and non-ASCII keys included."""
+    import orjson
+
+    from schemas.stored import load_record
+
+    try:
+        data = canonical_bytes(obj)
+    except CanonicalizationError:
+        return
+    got = load_record(data)
+    assert got == orjson.loads(data) == load_record(data.decode())  # Parquet gives str or bytes
+    assert orjson.dumps(got, option=orjson.OPT_SORT_KEYS) == orjson.dumps(orjson.loads(data), option=orjson.OPT_SORT_KEYS)
+
+
+def test_load_record_shares_repeated_short_strings():
+    """What makes it the faster reader for detection: a value repeated across records is
+    one object (identity hits in the engine's dictionaries), not a copy per record."""
+    from schemas.stored import load_record
+
+    a = load_record(b'{"server":"filesystem","tool":"read_file","seq":1}')
+    b = load_record(b'{"server":"filesystem","tool":"read_file","seq":2}')
+    assert a["server"] is b["server"] and a["tool"] is b["tool"]
+    assert (a["seq"], b["seq"]) == (1, 2)
