@@ -28,6 +28,17 @@ DEFAULT_SQL = (
 )
 
 
+def _bounded_number(id_: str, label: str, maximum: int, default: int) -> dbc.Col:
+    """A labelled number input from 1 to the configured maximum."""
+    return dbc.Col(
+        dbc.InputGroup(
+            [dbc.InputGroupText(label), dbc.Input(id=id_, type="number", min=1, max=maximum, value=min(default, maximum))],
+            size="sm",
+        ),
+        md=4,
+    )
+
+
 def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
     saved = S.load_all(ctx.settings.saved_query_dirs, ctx.config.data_dir)
     chosen = params.get("saved") if params.get("saved") in saved else None
@@ -81,38 +92,8 @@ def layout(ctx: Ctx, params: dict[str, str]) -> html.Div:
                                     ),
                                     dbc.Row(
                                         [
-                                            dbc.Col(
-                                                dbc.InputGroup(
-                                                    [
-                                                        dbc.InputGroupText("Row limit"),
-                                                        dbc.Input(
-                                                            id="q-limit",
-                                                            type="number",
-                                                            min=1,
-                                                            max=s.query_row_limit,
-                                                            value=min(500, s.query_row_limit),
-                                                        ),
-                                                    ],
-                                                    size="sm",
-                                                ),
-                                                md=4,
-                                            ),
-                                            dbc.Col(
-                                                dbc.InputGroup(
-                                                    [
-                                                        dbc.InputGroupText("Timeout (s)"),
-                                                        dbc.Input(
-                                                            id="q-timeout",
-                                                            type="number",
-                                                            min=1,
-                                                            max=s.query_timeout_s,
-                                                            value=min(10, s.query_timeout_s),
-                                                        ),
-                                                    ],
-                                                    size="sm",
-                                                ),
-                                                md=4,
-                                            ),
+                                            _bounded_number("q-limit", "Row limit", s.query_row_limit, 500),
+                                            _bounded_number("q-timeout", "Timeout (s)", s.query_timeout_s, 10),
                                             dbc.Col(
                                                 html.Div(
                                                     [
