@@ -47,6 +47,9 @@ class NoopRedactor:
     def redact_text(self, text: Any) -> tuple[Any, dict[str, int]]:
         return text, {}
 
+    def redact_many(self, batch: Any) -> list[tuple[dict[str, Any], dict[str, int]]]:
+        return [(f, {}) for f in batch]  # like Redactor.redact_many for events without secrets: no copy
+
 
 def baseline_write_path(events: list[dict[str, Any]], redactor: Any) -> None:
     """Rough stand-in for the write path: redact, canonical-ish bytes, hash."""
