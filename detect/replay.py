@@ -63,7 +63,8 @@ class _Block:
     ts: np.ndarray  # float64 epoch seconds
     own: np.ndarray  # bool: row belongs to this partition
     own_before: np.ndarray  # own rows before each row (= rank of an own row in seq order)
-    # this partition's records in seq order, as slices of the `record` column's buffers (no copy):
+    # this partition's records in seq order, as slices of the `record` column's buffers (one bytes copy
+    # per chunk: load_record takes bytes, not memoryviews):
     # rank r -> bufs[chunk[r]][start[r]:end[r]], the canonical JSON
     bufs: list[bytes]
     chunk: list[int]

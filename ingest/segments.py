@@ -194,7 +194,7 @@ def iter_records(layout: Layout, chain_id: str, from_seq: int = 0) -> Iterator[d
         seqs = table.column("seq").to_pylist()
         prevs = table.column("prev_hash").to_pylist()
         hashes = table.column("hash").to_pylist()
-        for seq, prev, h, rec in zip(seqs, prevs, hashes, table.column("record").to_pylist(), strict=True):
+        for seq, prev, h, rec in zip(seqs, prevs, hashes, table.column("record").cast(pa.binary()).to_pylist(), strict=True):
             if seq < from_seq:
                 continue
             d = load_record(rec)
