@@ -6,12 +6,15 @@ one writer per chain) and the reading process routes every line by a hash of its
 worker and is deduplicated there. Workers also load the event ids of their sibling chains
 at start, so re-running an interrupted import with a different worker count stores nothing
 twice. Segments are written on a sealing thread while the next batch is validated; the
-totals are reported once every segment is durable.
+totals are reported once every segment is durable. Then (unless `compact=False`) each writer
+merges the small segments of its chain into large ones, in parallel across workers: a session
+lookup then reads a few large sorted segments instead of one small segment per batch.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ingest.adapters.expand import expand_records
+from tooltrail.logs import get_logger
+
+log = get_logger("tooltrail.import")
 
 BATCH = 20_000
 _EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([^"\\]{1,128})"')
@@ -32,6 +38,8 @@ class ImportTotals:
     quarantined: int = 0
     skipped: int = 0  # gateway records that are not tool calls (e.g. tools/list), --format only
     chains: list[str] = field(default_factory=list)
+    compacted: int = 0  # small segments merged after the import
+    phase: str = "import"  # "compact" once every event is stored and the chains are being compacted
 
     def add(self, stored: int, duplicates: int, quarantined: int, skipped: int = 0) -> None:
         self.stored += stored
@@ -41,7 +49,7 @@ class ImportTotals:
 
     def as_dict(self) -> dict[str, int]:
         return {"stored": self.stored, "duplicates": self.duplicates, "quarantined": self.quarantined,
-                "skipped": self.skipped}
+                "skipped": self.skipped, "compacted_segments": self.compacted}
 
 
 def submit_lines(ing: Any, lines: list[bytes], origins: list[str], source: str, adapter: Any) -> tuple[int, int, int, int]:
@@ -89,7 +97,7 @@ def _sibling_chains(layout: Any, chain: str) -> list[str]:
     return [c for c in layout.chain_ids() if c == chain or re.fullmatch(re.escape(chain) + r"-\d+", c)]
 
 
-def _worker(config: Any, chain_id: str, siblings: list[str], source: str, fmt: str,
+def _worker(config: Any, chain_id: str, siblings: list[str], source: str, fmt: str, compact: bool,
             inbox: Any, outbox: Any) -> None:
     from ingest.pipeline import Ingestor
     from ingest.runtime import tune_gc
@@ -109,7 +117,8 @@ def _worker(config: Any, chain_id: str, siblings: list[str], source: str, fmt: s
                 break
             lines, origins = item
             outbox.put(("done", submit_lines(ing, lines, origins, source, adapter)))
-    outbox.put(("closed", chain_id))
+        merged = compact_quietly(ing) if compact else 0
+    outbox.put(("closed", merged))
 
 
 def _adapter(fmt: str) -> Any:
@@ -121,9 +130,10 @@ def _adapter(fmt: str) -> Any:
 
 
 def import_files(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, source: str, chain: str = "import",
-                 fmt: str = "v1", workers: int = 1, on_progress: Callable[[int, ImportTotals], None] | None = None
-                 ) -> ImportTotals:
-    """Import (file handle, display name) pairs. `on_progress(bytes_consumed, totals)` after each batch."""
+                 fmt: str = "v1", workers: int = 1, compact: bool = True,
+                 on_progress: Callable[[int, ImportTotals], None] | None = None) -> ImportTotals:
+    """Import (file handle, display name) pairs. `on_progress(bytes_consumed, totals)` after each
+    batch, and once with `totals.phase == "compact"` when the compaction starts."""
     totals = ImportTotals(chains=chain_names(chain, workers))
     siblings = sorted(set(_sibling_chains(config.layout, chain)) | set(totals.chains))
     if workers <= 1:
@@ -136,23 +146,45 @@ def import_files(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, sourc
                     totals.add(*submit_lines(ing, lines, origins, source, adapter))
                     if on_progress:
                         on_progress(nbytes, totals)
+            if compact:
+                _compacting(totals, on_progress)
+                totals.compacted = compact_quietly(ing)
         return totals
     return _import_parallel(config, sources, source=source, fmt=fmt, totals=totals, siblings=siblings,
-                            on_progress=on_progress)
+                            compact=compact, on_progress=on_progress)
+
+
+def compact_quietly(ing: Any) -> int:
+    """Compact the chain after an import; a failure (disk full, ...) is reported, not fatal:
+    every event is already stored, and `tooltrail compact` can do it later."""
+    ing.flush()  # a failed segment write is the import's failure: it must not pass as a compaction's
+    try:
+        return int(ing.compact())
+    except OSError as exc:
+        log.warning("import_compaction_failed", chain_id=ing.chain_id, error=str(exc)[:300],
+                    note="every event is stored; run `tooltrail compact` later")
+        return 0
+
+
+def _compacting(totals: ImportTotals, on_progress: Callable[[int, ImportTotals], None] | None) -> None:
+    totals.phase = "compact"
+    if on_progress:
+        on_progress(0, totals)
 
 
 def _import_parallel(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, source: str, fmt: str,
-                     totals: ImportTotals, siblings: list[str],
+                     totals: ImportTotals, siblings: list[str], compact: bool,
                      on_progress: Callable[[int, ImportTotals], None] | None) -> ImportTotals:
     ctx = mp.get_context("spawn")
     n = len(totals.chains)
     inboxes = [ctx.Queue(maxsize=3) for _ in range(n)]
     outbox = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(config, c, siblings, source, fmt, inboxes[k], outbox), daemon=True)
-             for k, c in enumerate(totals.chains)]
+    procs = [ctx.Process(target=_worker, args=(config, c, siblings, source, fmt, compact, inboxes[k], outbox),
+                         daemon=True) for k, c in enumerate(totals.chains)]
     for p in procs:
         p.start()
     pending = 0
+    stopped = False
 
     def drain(block: bool) -> None:
         nonlocal pending
@@ -187,15 +219,40 @@ def _import_parallel(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, s
                 if on_progress:
                     on_progress(nbytes, totals)
         drain(block=True)
-    finally:
+        if compact:
+            _compacting(totals, on_progress)
+        stopped = True
         for q in inboxes:
             q.put(None)
+        _await_closed(procs, outbox, totals)
+    finally:
+        if not stopped:
+            for q in inboxes:
+                q.put(None)
         for p in procs:
-            p.join(timeout=600)
-    bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+            p.join(timeout=60)
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
     if bad:
         raise RuntimeError(f"an import worker failed (exit codes {bad}); re-run the import: it is idempotent")
     return totals
+
+
+def _await_closed(procs: list[Any], outbox: Any, totals: ImportTotals) -> None:
+    """Wait, however long the last segments and the compaction take, until every worker has
+    closed its chain; a worker that dies instead ends the wait (and fails the import)."""
+    closed = 0
+    while closed < len(procs):
+        try:
+            kind, payload = outbox.get(timeout=1.0)
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in procs):
+                return
+            continue
+        if kind == "closed":
+            closed += 1
+            totals.compacted += payload
+        elif kind == "error":
+            raise RuntimeError(payload)
 
 
 def open_sources(paths: list[str], stdin: IO[bytes]) -> Iterator[tuple[IO[bytes], str]]:

@@ -112,6 +112,7 @@ class Ingestor:
                                          every_seconds=st.checkpoint_every_seconds)
         self.quarantine = Quarantine(self.layout, self.chain_id)
         self._lock = threading.RLock()
+        self._compact_lock = threading.Lock()  # the sealer thread's compaction vs. `compact()`
         self._listeners: list[Listener] = []
         self._q_listeners: list[Listener] = []
         self._lock_fd: int | None = None
@@ -348,6 +349,15 @@ class Ingestor:
         else:
             self.checkpoints.maybe_sign(self._next_seq, self._frontier, self._head, force=True)
 
+    def compact(self) -> int:
+        """Seal what is buffered, then merge this chain's small segments into larger ones (as the
+        collectors' sealer thread does every minute): a bulk import leaves the chain as fast to
+        query as a long-running collector's. Returns how many segments were merged."""
+        self.flush()
+        st = self.config.storage
+        with self._compact_lock:
+            return compact_chain(self.layout, self.chain_id, st.compact_min_segments, st.compact_target_rows)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -507,7 +517,8 @@ class Ingestor:
                 if time.monotonic() >= next_compaction:
                     next_compaction = time.monotonic() + COMPACT_EVERY_S
                     st = self.config.storage
-                    compact_chain(self.layout, self.chain_id, st.compact_min_segments, st.compact_target_rows)
+                    with self._compact_lock:
+                        compact_chain(self.layout, self.chain_id, st.compact_min_segments, st.compact_target_rows)
             except Exception as exc:  # keep the loop alive; the rows stay in the WAL buffer
                 log.error("seal_failed", chain_id=self.chain_id, error=str(exc)[:300])
                 time.sleep(1)

@@ -97,9 +97,11 @@ def test_parallel_import_then_reimport_with_other_worker_count_stores_each_event
     base = [sys.executable, "-m", "tooltrail.cli", "import", str(src), "--no-progress"]
     first = subprocess.run(base + ["--workers", "2"], cwd=ROOT, env=cli_env(data_dir), capture_output=True, timeout=300)
     assert first.returncode == 3, first.stderr.decode()[-2000:]  # one line quarantined
-    assert json.loads(first.stdout.decode().splitlines()[-1]) == {"stored": n, "duplicates": 0, "quarantined": 1, "skipped": 0}
+    assert json.loads(first.stdout.decode().splitlines()[-1]) == {"stored": n, "duplicates": 0, "quarantined": 1, "skipped": 0,
+                                                                   "compacted_segments": 0}
     again = subprocess.run(base + ["--workers", "3"], cwd=ROOT, env=cli_env(data_dir), capture_output=True, timeout=300)
-    assert json.loads(again.stdout.decode().splitlines()[-1]) == {"stored": 0, "duplicates": n, "quarantined": 1, "skipped": 0}
+    assert json.loads(again.stdout.decode().splitlines()[-1]) == {"stored": 0, "duplicates": n, "quarantined": 1, "skipped": 0,
+                                                                   "compacted_segments": 0}
     stored = _stored_ids(data_dir)
     assert len(stored) == n == len(set(stored))
     chains = {r["chain_id"] for r in ReadOnlyQuery.at(data_dir).rows("select distinct chain_id from events")}

@@ -24,14 +24,16 @@ def imported(data_dir, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"".join(orjson.dumps(make_event(i)) + b"\n" for i in range(200)))
     out = tt(data_dir, "import", str(src), "--source", "gw-eu", "--no-progress")
-    assert json.loads(out.stdout) == {"stored": 200, "duplicates": 0, "quarantined": 0, "skipped": 0}
+    assert json.loads(out.stdout) == {"stored": 200, "duplicates": 0, "quarantined": 0, "skipped": 0,
+                                      "compacted_segments": 0}
     return data_dir
 
 
 def test_import_from_stdin_quarantines_bad_lines_with_exit_3(data_dir):
     body = orjson.dumps(SEED_EVENT) + b"\n\n" + b'{"ts": 1}\n' + b"not json\n"
     out = tt(data_dir, "import", "-", "--no-progress", stdin=body, check_codes=(3,))
-    assert json.loads(out.stdout) == {"stored": 1, "duplicates": 0, "quarantined": 2, "skipped": 0}
+    assert json.loads(out.stdout) == {"stored": 1, "duplicates": 0, "quarantined": 2, "skipped": 0,
+                                      "compacted_segments": 0}
     q = tt(data_dir, "query", "select origin, reasons from quarantine order by origin", "--format", "json")
     rows = json.loads(q.stdout)
     assert [r["origin"] for r in rows] == ["stdin:3", "stdin:4"]

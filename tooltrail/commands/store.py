@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chain", default="import", help="hash chain to append to (default import)")
     p.add_argument("--workers", type=int, default=1,
                    help="parallel writer processes, each with its own chain <chain>-N (default 1)")
+    p.add_argument("--no-compact", action="store_true",
+                   help="leave the new segments as written (default: merge them into large ones at the end, "
+                        "as the collectors do while they run; session lookups read far fewer files)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)
 
@@ -86,12 +89,16 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             totals = import_files(
                 cfg, open_sources(args.files, sys.stdin.buffer), source=args.source, chain=args.chain,
-                fmt=args.format, workers=args.workers,
-                on_progress=lambda n, t: progress.update(task, advance=n, stats=f"stored {t.stored:,}"))
+                fmt=args.format, workers=args.workers, compact=not args.no_compact,
+                on_progress=lambda n, t: progress.update(task, advance=n, stats=_import_status(t)))
         except ChainBusyError as exc:
             raise UserError(str(exc)) from exc
     print(json.dumps(totals.as_dict()))
     return EXIT_QUARANTINED if totals.quarantined else 0
+
+
+def _import_status(t: Any) -> str:
+    return f"stored {t.stored:,}" + (", compacting segments ..." if t.phase == "compact" else "")
 
 
 # ----------------------------------------------------------------------------- verify / proofs
