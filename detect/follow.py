@@ -2,10 +2,9 @@
 Parquet segments per chain, in seq order, persisting progress with the engine state) and
 the backtest (replays stored history into a fresh engine with an in-memory alert store).
 
-Records come from `ingest.segments.iter_records(layout, chain_id, from_seq)` (the write
-path's reader). Until that exists, a fallback reads the segment files directly:
-`lake/events/date=*/<chain>-<first>-<last>.parquet` with columns `seq`, `hash`, `record`
-(canonical JSON); overlapping ranges left behind by compaction are skipped.
+Records come from `ingest.segments.iter_records(layout, chain_id, from_seq)`: the write
+path's own reader of sealed segments (live segments only, so compaction never yields a
+record twice).
 
 Order across chains: records are merged by (received_at, chain_id, seq); within a chain seq
 order is kept. Principals are partitioned onto chains (Kafka key), so every per-principal and
@@ -15,7 +14,6 @@ per-session state sees the same sequence live and in a backtest.
 from __future__ import annotations
 
 import heapq
-import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -23,51 +21,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from detect.engine import DetectionEngine
 from detect.timeutil import ts_epoch
 from schemas.alert import Alert
 
 Reader = Callable[[Any, str, int], Iterable[dict[str, Any]]]
-_SEG_RE = re.compile(r"^(?P<chain>[A-Za-z0-9._-]+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet$")
-
-
-def _fallback_iter_records(layout: Any, chain_id: str, from_seq: int = 0) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    segs = []
-    for p in layout.events_dir.glob(f"date=*/{chain_id}-*.parquet"):
-        m = _SEG_RE.match(p.name)
-        if m and m.group("chain") == chain_id:
-            segs.append((int(m.group("first")), int(m.group("last")), p))
-    segs.sort(key=lambda x: (x[0], -x[1]))
-    nxt = from_seq
-    for first, last, p in segs:
-        if last < nxt or first > nxt:
-            continue  # already covered (compaction overlap) / gap: wait for it to be sealed
-        t = pq.read_table(p, columns=["seq", "hash", "record"])
-        seqs = t.column("seq").to_pylist()
-        hashes = t.column("hash").to_pylist()
-        recs = t.column("record").to_pylist()
-        for s, h, r in zip(seqs, hashes, recs, strict=True):
-            if s < nxt:
-                continue
-            if s != nxt:
-                return  # a gap inside a file would be a bug upstream; verify reports it
-            rec = orjson.loads(r)
-            rec["hash"] = h
-            nxt = s + 1
-            yield rec
 
 
 def default_reader() -> Reader:
-    try:
-        from ingest.segments import iter_records  # type: ignore[import-not-found]
+    from ingest.segments import iter_records
 
-        return iter_records  # type: ignore[no-any-return]
-    except ImportError:
-        return _fallback_iter_records
+    return iter_records
 
 
 def merged(layout: Any, reader: Reader, start: dict[str, int], chains: list[str]) -> Iterator[dict[str, Any]]:

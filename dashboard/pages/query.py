@@ -28,6 +28,15 @@ DEFAULT_SQL = (
 )
 
 
+# What a run and a CSV download read from the page: saved query, SQL, its parameters, limits.
+_FORM = (State("q-current", "data"), State("q-sql", "value"), State({"type": "q-param", "name": ALL}, "value"),
+         State({"type": "q-param", "name": ALL}, "id"), State("q-limit", "value"), State("q-timeout", "value"))
+
+
+def _params(ids: list[dict], values: list[Any]) -> dict[str, Any]:
+    return {i["name"]: v for i, v in zip(ids, values, strict=True)}
+
+
 def _bounded_number(id_: str, label: str, maximum: int, default: int) -> dbc.Col:
     """A labelled number input from 1 to the configured maximum."""
     return dbc.Col(
@@ -271,20 +280,14 @@ def register(app: Dash, ctx: Ctx) -> None:
         Output("q-result", "children"),
         Output("q-status", "children"),
         Input("q-run", "n_clicks"),
-        State("q-current", "data"),
-        State("q-sql", "value"),
-        State({"type": "q-param", "name": ALL}, "value"),
-        State({"type": "q-param", "name": ALL}, "id"),
-        State("q-limit", "value"),
-        State("q-timeout", "value"),
+        *_FORM,
         prevent_initial_call=True,
     )
     def _execute(n, name, sql, values, ids, limit, timeout):
         if not n:
             return no_update, no_update
-        vals = {i["name"]: v for i, v in zip(ids, values, strict=True)}
         try:
-            tbl, truncated, ms = _run(name, sql, vals, limit, timeout)
+            tbl, truncated, ms = _run(name, sql, _params(ids, values), limit, timeout)
         except (ValueError, DataError) as exc:
             return None, dbc.Alert(
                 [html.Strong("Query refused or failed: "), str(exc)], color="danger", className="py-2", id="q-error"
@@ -322,20 +325,14 @@ def register(app: Dash, ctx: Ctx) -> None:
         Output("q-download", "data"),
         Output("q-status", "children", allow_duplicate=True),
         Input("q-csv", "n_clicks"),
-        State("q-current", "data"),
-        State("q-sql", "value"),
-        State({"type": "q-param", "name": ALL}, "value"),
-        State({"type": "q-param", "name": ALL}, "id"),
-        State("q-limit", "value"),
-        State("q-timeout", "value"),
+        *_FORM,
         prevent_initial_call=True,
     )
     def _csv(n, name, sql, values, ids, limit, timeout):
         if not n:
             return no_update, no_update
-        vals = {i["name"]: v for i, v in zip(ids, values, strict=True)}
         try:
-            tbl, _trunc, _ms = _run(name, sql, vals, limit, timeout)
+            tbl, _trunc, _ms = _run(name, sql, _params(ids, values), limit, timeout)
         except (ValueError, DataError) as exc:
             return no_update, dbc.Alert(f"CSV not produced: {exc}", color="danger", className="py-2")
         buf = io.BytesIO()
