@@ -33,7 +33,7 @@ _FORM = (State("q-current", "data"), State("q-sql", "value"), State({"type": "q-
          State({"type": "q-param", "name": ALL}, "id"), State("q-limit", "value"), State("q-timeout", "value"))
 
 
-def _params(ids: list[dict], values: list[Any]) -> dict[str, Any]:
+def _param_values(ids: list[dict], values: list[Any]) -> dict[str, Any]:
     return {i["name"]: v for i, v in zip(ids, values, strict=True)}
 
 
@@ -287,7 +287,7 @@ def register(app: Dash, ctx: Ctx) -> None:
         if not n:
             return no_update, no_update
         try:
-            tbl, truncated, ms = _run(name, sql, _params(ids, values), limit, timeout)
+            tbl, truncated, ms = _run(name, sql, _param_values(ids, values), limit, timeout)
         except (ValueError, DataError) as exc:
             return None, dbc.Alert(
                 [html.Strong("Query refused or failed: "), str(exc)], color="danger", className="py-2", id="q-error"
@@ -332,7 +332,7 @@ def register(app: Dash, ctx: Ctx) -> None:
         if not n:
             return no_update, no_update
         try:
-            tbl, _trunc, _ms = _run(name, sql, _params(ids, values), limit, timeout)
+            tbl, _trunc, _ms = _run(name, sql, _param_values(ids, values), limit, timeout)
         except (ValueError, DataError) as exc:
             return no_update, dbc.Alert(f"CSV not produced: {exc}", color="danger", className="py-2")
         buf = io.BytesIO()
