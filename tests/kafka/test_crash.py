@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ingest.kafka import chain_id_for
+from ingest.layout import Layout
 from tests.kafka.conftest import collector_env, encoded, events, stored_rows, tooltrail_cmd, verify_ok
 
 N = 100_000
@@ -73,16 +74,36 @@ def test_two_collectors_sigkilled_repeatedly_store_every_event_exactly_once(brok
         with open(logs[i], "ab") as fh:
             return subprocess.Popen(cmd, stdout=fh, stderr=fh, env=env)
 
-    def owns_partitions(i: int) -> bool:
+    def owned_partitions(i: int) -> list[int]:
         with open(logs[i], "rb") as fh:
             fh.seek(log_pos[i])
-            owned = False
+            owned: list[int] = []
             for line in fh.read().splitlines():
                 if b"kafka_partitions_assigned" in line:
-                    owned = bool(json.loads(line)["partitions"])
+                    owned = json.loads(line)["partitions"]
                 elif b"kafka_partitions_revoked" in line:
-                    owned = False
+                    owned = []
             return owned
+
+    wal_dir = Layout.at(data_dir).wal_dir
+
+    def holding_unsealed_rows(i: int) -> bool:
+        """A chain of collector i has appended rows to its write-ahead log that are not sealed
+        into a segment yet (the log file is rotated to an empty one at every seal)."""
+        return any(f.stat().st_size > 0 for part in owned_partitions(i)
+                   for f in (wal_dir / chain_id_for(topic, part)).glob("*.wal"))
+
+    def pick_victim(b: int) -> int:
+        # Kill a process that is writing: wait (bounded) until one holds unsealed rows, so the
+        # kill lands on live state however fast this machine consumes a burst.
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            busy = [i for i in (0, 1) if holding_unsealed_rows(i)]
+            if busy:
+                return busy[b % len(busy)]
+            time.sleep(0.005)
+        owners = [i for i in (0, 1) if owned_partitions(i)]
+        return owners[b % len(owners)] if owners else b % 2
 
     procs = [start(0), start(1)]
     acked: dict[int, list[int]] = defaultdict(list)
@@ -97,9 +118,8 @@ def test_two_collectors_sigkilled_repeatedly_store_every_event_exactly_once(brok
         producer.start()
         for b in range(BURSTS):
             assert started[b].wait(60), "producer stalled"
-            time.sleep(rng.uniform(0.1, 0.6))  # while that burst is being consumed
-            owners = [i for i in (0, 1) if owns_partitions(i)]
-            victim = owners[b % len(owners)] if owners else b % 2  # kill a process that is writing
+            time.sleep(rng.uniform(0.0, 0.3))  # while that burst is being consumed
+            victim = pick_victim(b)
             procs[victim].send_signal(signal.SIGKILL)
             procs[victim].wait(10)
             kills += 1
