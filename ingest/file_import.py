@@ -157,9 +157,9 @@ def import_files(config: Any, sources: Iterable[tuple[IO[bytes], str]], *, sourc
 def compact_quietly(ing: Any) -> int:
     """Compact the chain after an import; a failure (disk full, ...) is reported, not fatal:
     every event is already stored, and `tooltrail compact` can do it later."""
-    ing.flush()  # a failed segment write is the import's failure: it must not pass as a compaction's
+    ing.flush()  # the last segments first; their failure is the import's, not a compaction's
     try:
-        return int(ing.compact())
+        return ing.compact()
     except OSError as exc:
         log.warning("import_compaction_failed", chain_id=ing.chain_id, error=str(exc)[:300],
                     note="every event is stored; run `tooltrail compact` later")

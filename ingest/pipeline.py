@@ -350,10 +350,9 @@ class Ingestor:
             self.checkpoints.maybe_sign(self._next_seq, self._frontier, self._head, force=True)
 
     def compact(self) -> int:
-        """Seal what is buffered, then merge this chain's small segments into larger ones (as the
-        collectors' sealer thread does every minute): a bulk import leaves the chain as fast to
-        query as a long-running collector's. Returns how many segments were merged."""
-        self.flush()
+        """Merge this chain's small sealed segments into larger ones (as the collectors' sealer
+        thread does every minute); `flush` first to include what is still buffered or being
+        sealed. Returns how many segments were merged."""
         st = self.config.storage
         with self._compact_lock:
             return compact_chain(self.layout, self.chain_id, st.compact_min_segments, st.compact_target_rows)

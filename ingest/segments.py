@@ -113,7 +113,7 @@ def write_parquet_durable(table: pa.Table, final: Path) -> str:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     # Sorted by session so lookups prune row groups. The rows are gathered one row group at a
-    # time instead of sorting a full copy: a compaction of 1M rows peaks ~1 GB lower.
+    # time instead of sorting a full copy (a 1M-row compaction measured 0.8 GB lower peak RSS).
     order = pc.sort_indices(table.select(["session", "seq"]),
                             sort_keys=[("session", "ascending"), ("seq", "ascending")])
     with pq.ParquetWriter(tmp, table.schema, compression="zstd", use_dictionary=_DICT_COLUMNS,
